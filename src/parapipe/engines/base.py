@@ -1,0 +1,107 @@
+"""The interface every container engine implements, and the parts all engines share."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from parapipe.models import ImageSpec
+
+LineSink = Callable[[str], None]
+"""Receives one line of output at a time, without its trailing newline."""
+
+LABEL_RUN = "io.parapipe.run"
+LABEL_PIPELINE = "io.parapipe.pipeline"
+LABEL_STEP = "io.parapipe.step"
+
+CA_BUNDLE_PATH = "/etc/parapipe/ca-certificates.crt"
+CA_ENV_VARS = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "NODE_EXTRA_CA_CERTS",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImagePlan:
+    """Everything that goes into the pipeline image, with its content hash already in `tag`."""
+
+    tag: str  # parapipe/<pipeline>:<hash>; an existing tag means nothing needs building
+    base_id: str  # the resolved base image (from `image.from`, or built from `image.build`)
+    source: Path  # host folder the files are copied from
+    files: tuple[str, ...]  # POSIX paths relative to source, already filtered, sorted
+    workdir: str
+    env: Mapping[str, str]  # image.env plus the CA variables when the host CA is trusted
+    setup: tuple[str, ...]
+    ca_bundle: Path | None  # host CA bundle copied to CA_BUNDLE_PATH, or None
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepRun:
+    """One step's container: made from `image_id`, running `commands` in order."""
+
+    run_id: str
+    step: str
+    image_id: str
+    commands: tuple[str, ...]
+    env: Mapping[str, str]
+    workdir: str
+    labels: Mapping[str, str]
+
+
+# Runs each command with `sh -e`, in order, stopping at the first failure. stderr is merged into
+# stdout inside the container so the log keeps the order the step wrote it in.
+_STEP_SCRIPT = """exec 2>&1
+for command do
+  printf '$ %s\\n' "$command"
+  sh -ec "$command" || { status=$?; printf 'parapipe: exit %d\\n' "$status"; exit "$status"; }
+done
+"""
+
+
+def step_command(commands: tuple[str, ...]) -> list[str]:
+    """The argv a step's container runs: `sh -c SCRIPT parapipe CMD...`."""
+    return ["sh", "-c", _STEP_SCRIPT, "parapipe", *commands]
+
+
+class Engine(ABC):
+    """A container engine. Methods raise `EngineError`/`EngineUnavailable` for engine faults and
+    `ImageBuildFailed` when the user's image build fails; they never leak a library's exceptions.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    async def check(self) -> None:
+        """Raise `EngineUnavailable` (one line, saying how to fix it) unless the engine answers."""
+
+    @abstractmethod
+    async def resolve_base(self, image: ImageSpec, log: LineSink) -> str:
+        """Return the id of the base image: `image.base` as found locally (pulled if missing),
+        or the image built from `image.build`."""
+
+    @abstractmethod
+    async def find_image(self, tag: str) -> str | None:
+        """Return the id of the image tagged `tag`, or None when there is none."""
+
+    @abstractmethod
+    async def build_image(self, plan: ImagePlan, log: LineSink) -> str:
+        """Build the pipeline image, tag it `plan.tag`, and return its id."""
+
+    @abstractmethod
+    async def run_step(self, run: StepRun, log: LineSink) -> int:
+        """Run one step in a fresh container from `run.image_id` and return its exit code.
+
+        The container is removed however this ends, cancellation included.
+        """
+
+    @abstractmethod
+    async def remove_containers(self, run_id: str) -> None:
+        """Remove every container labelled with `run_id` (a last sweep at the end of a run)."""

@@ -1,0 +1,67 @@
+"""The validated pipeline: immutable, keyword-only, and remembering where each part came from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_WORKDIR = "/src"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Location:
+    """A place in a spec file; line and column count from 1, as editors show them."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockerfileBuild:
+    """`image.build`: the base image comes from a Dockerfile instead of a reference."""
+
+    context: Path
+    dockerfile: Path
+    args: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageSpec:
+    """`image`: the one image every step runs in."""
+
+    base: str | None  # `image.from`; exactly one of base / build is set
+    build: DockerfileBuild | None
+    source: Path  # absolute host folder copied into workdir
+    exclude: tuple[str, ...]  # gitignore-style patterns, relative to source
+    workdir: str
+    env: Mapping[str, str]
+    setup: tuple[str, ...]
+    host_ca: bool
+    location: Location  # of the `image` key
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    name: str
+    run: tuple[str, ...]  # run in order in one container, stopping at the first failure
+    needs: tuple[str, ...]
+    env: Mapping[str, str]
+    location: Location  # of the step's name in `steps`
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pipeline:
+    name: str
+    spec_path: Path  # absolute
+    project_root: Path  # git root holding the spec, else its folder; `.parapipe/` lives here
+    image: ImageSpec
+    steps: Mapping[str, Step]  # in file order
+
+    @property
+    def state_dir(self) -> Path:
+        return self.project_root / ".parapipe"

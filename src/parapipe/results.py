@@ -1,0 +1,76 @@
+"""What happened in a run. Reporters read these; they never decide anything."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from parapipe.errors import ExitCode
+
+
+class Status(Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # a need did not pass, or the image could not be built
+    CANCELLED = "cancelled"  # stopped by fail-fast after another step failed
+    INTERRUPTED = "interrupted"  # stopped by Ctrl-C / SIGTERM
+    ERROR = "error"  # the engine failed, not the step's commands
+
+    @property
+    def finished(self) -> bool:
+        return self not in (Status.QUEUED, Status.RUNNING)
+
+    @property
+    def ok(self) -> bool:
+        return self is Status.PASSED
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepResult:
+    name: str
+    status: Status
+    exit_code: int | None = None
+    started_at: float | None = None  # time.time() when its container started
+    duration: float | None = None  # seconds
+    log_path: Path | None = None
+    reason: str = ""  # why it was skipped, cancelled or errored; the failing command's exit
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageResult:
+    tag: str
+    status: Status  # PASSED (built or reused) or FAILED
+    image_id: str | None = None
+    reused: bool = False  # the tag already existed: nothing was built
+    duration: float | None = None
+    log_path: Path | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    run_id: str
+    pipeline: str
+    engine: str
+    run_dir: Path
+    started_at: float
+    duration: float
+    image: ImageResult | None
+    steps: Mapping[str, StepResult] = field(default_factory=dict)
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
+        if any(r.status is Status.ERROR for r in self.steps.values()):
+            return ExitCode.ENGINE
+        if self.image is not None and self.image.status is Status.FAILED:
+            return ExitCode.STEP_FAILED
+        if all(r.status.ok for r in self.steps.values()):
+            return ExitCode.OK
+        return ExitCode.STEP_FAILED
