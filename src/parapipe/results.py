@@ -61,12 +61,16 @@ class RunResult:
     duration: float
     image: ImageResult | None
     steps: Mapping[str, StepResult] = field(default_factory=dict)
-    interrupted: bool = False
+    signal: int | None = None  # the signal that interrupted the run, if one did
 
     @property
-    def exit_code(self) -> ExitCode:
-        if self.interrupted:
-            return ExitCode.INTERRUPTED
+    def interrupted(self) -> bool:
+        return self.signal is not None
+
+    @property
+    def exit_code(self) -> int:
+        if self.signal is not None:
+            return 128 + self.signal  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
         if any(r.status is Status.ERROR for r in self.steps.values()):
             return ExitCode.ENGINE
         if self.image is not None and self.image.status is Status.FAILED:

@@ -1,0 +1,81 @@
+"""The step graph: which steps a run needs, in what order, and how to draw it."""
+
+from __future__ import annotations
+
+import difflib
+import graphlib
+from collections.abc import Iterable, Mapping, Sequence
+
+from parapipe.errors import UsageError
+from parapipe.models import Pipeline, Step
+
+
+def needs_of(steps: Mapping[str, Step]) -> dict[str, tuple[str, ...]]:
+    return {name: step.needs for name, step in steps.items()}
+
+
+def select_steps(pipeline: Pipeline, wanted: Sequence[str]) -> list[str]:
+    """The steps named on the command line plus everything they transitively need, in a
+    topological order (all steps when none are named)."""
+    unknown = [name for name in wanted if name not in pipeline.steps]
+    if unknown:
+        name = unknown[0]
+        hint = difflib.get_close_matches(name, pipeline.steps, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        raise UsageError(f"{pipeline.spec_path.name}: no step named '{name}'{suggestion}")
+    chosen = set(pipeline.steps) if not wanted else _with_needs(pipeline.steps, wanted)
+    return [name for name in topological_order(pipeline.steps) if name in chosen]
+
+
+def _with_needs(steps: Mapping[str, Step], wanted: Iterable[str]) -> set[str]:
+    chosen: set[str] = set()
+    pending = list(wanted)
+    while pending:
+        name = pending.pop()
+        if name not in chosen:
+            chosen.add(name)
+            pending.extend(steps[name].needs)
+    return chosen
+
+
+def topological_order(steps: Mapping[str, Step]) -> list[str]:
+    """Needs before dependents; the spec loader has already rejected cycles."""
+    return list(graphlib.TopologicalSorter(needs_of(steps)).static_order())
+
+
+def render(pipeline: Pipeline, names: Sequence[str], fmt: str) -> str:
+    needs = {name: pipeline.steps[name].needs for name in names}
+    if fmt == "mermaid":
+        return _mermaid(needs)
+    if fmt == "dot":
+        return _dot(pipeline.name, needs)
+    return _text(pipeline.name, needs)
+
+
+def _text(title: str, needs: Mapping[str, tuple[str, ...]]) -> str:
+    width = max(map(len, needs), default=0)
+    lines = [f"{title}: {len(needs)} step{'s' if len(needs) != 1 else ''}"]
+    for name, deps in needs.items():
+        after = f"  needs {', '.join(deps)}" if deps else ""
+        lines.append(f"  {name:<{width}}{after}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid(needs: Mapping[str, tuple[str, ...]]) -> str:
+    # Mermaid ids cannot hold every character a step name may ('-' reads as an edge), so each
+    # step gets a plain id and its name as the label.
+    ids = {name: f"s{index}" for index, name in enumerate(needs)}
+    lines = ["flowchart LR"]
+    lines.extend(f'    {ids[name]}["{name}"]' for name in needs)
+    for name, deps in needs.items():
+        lines.extend(f"    {ids[dep]} --> {ids[name]}" for dep in deps)
+    return "\n".join(lines) + "\n"
+
+
+def _dot(title: str, needs: Mapping[str, tuple[str, ...]]) -> str:
+    lines = [f'digraph "{title}" {{', "    rankdir=LR;"]
+    for name, deps in needs.items():
+        lines.append(f'    "{name}";')
+        lines.extend(f'    "{dep}" -> "{name}";' for dep in deps)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
