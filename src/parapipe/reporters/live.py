@@ -1,0 +1,305 @@
+"""The terminal view: one live row per step, failures printed above it, the summary at the end.
+
+The runner calls the reporter from the event loop thread while rich redraws from its own
+refresh thread, so the rows are guarded by a lock that is never held while calling into rich:
+rich's refresh thread takes its own lock first and then ours, and taking them in the other
+order could deadlock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from parapipe.reporters.base import Reporter, RunInfo
+from parapipe.reporters.summary import (
+    STATUS_STYLES,
+    TAIL_LINES,
+    describe_image,
+    describe_step,
+    format_duration,
+    output_lines,
+    rich_summary,
+    step_detail,
+)
+from parapipe.results import ImageResult, RunResult, Status, StepResult
+
+REFRESH_PER_SECOND = 8.0
+
+_GLYPHS = {
+    Status.QUEUED: "·",
+    Status.RUNNING: "▸",  # only in a frozen frame; a running row shows a spinner
+    Status.PASSED: "✓",
+    Status.FAILED: "✗",
+    Status.SKIPPED: "»",
+    Status.CANCELLED: "○",
+    Status.INTERRUPTED: "■",
+    Status.ERROR: "!",
+}
+_ASCII_GLYPHS = {
+    Status.QUEUED: ".",
+    Status.RUNNING: ">",
+    Status.PASSED: "+",
+    Status.FAILED: "x",
+    Status.SKIPPED: "-",
+    Status.CANCELLED: "o",
+    Status.INTERRUPTED: "#",
+    Status.ERROR: "!",
+}
+
+# When the terminal is too short for every row, these are shown first; ties keep run order.
+_ROW_PRIORITY = {
+    Status.RUNNING: 0,
+    Status.FAILED: 1,
+    Status.ERROR: 1,
+    Status.INTERRUPTED: 2,
+    Status.QUEUED: 3,
+    Status.CANCELLED: 4,
+    Status.SKIPPED: 4,
+    Status.PASSED: 5,
+}
+_FAILURES = (Status.FAILED, Status.ERROR)
+_IMAGE_LABEL = "image"
+_DURATION_WIDTH = 6  # "12.3s", "2m03s", "59m59s"
+
+
+@dataclass(kw_only=True)
+class _Row:
+    label: str
+    status: Status = Status.QUEUED
+    started: float | None = None  # on the reporter's clock
+    duration: float | None = None
+    last_line: str = ""
+    detail: str = ""
+    spinner: Spinner | None = None
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+
+    def start(self, now: float, spinner: Spinner) -> None:
+        self.status = Status.RUNNING
+        self.started = now
+        self.spinner = spinner
+
+    def add_output(self, raw: str) -> None:
+        for line in output_lines(raw):
+            self.tail.append(line)
+            if line.strip():
+                self.last_line = line
+
+    def finish(self, status: Status, duration: float | None, detail: str, now: float) -> None:
+        if duration is None and self.started is not None:
+            duration = now - self.started
+        self.status, self.duration, self.detail, self.spinner = status, duration, detail, None
+
+
+class LiveReporter(Reporter):
+    """A `rich.live.Live` table of the steps that redraws itself at most `refresh_per_second`."""
+
+    def __init__(
+        self,
+        console: Console,
+        *,
+        refresh_per_second: float = REFRESH_PER_SECOND,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.console = console
+        self._refresh_per_second = refresh_per_second
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._image: _Row | None = None
+        self._rows: dict[str, _Row] = {}
+        self._needs: dict[str, tuple[str, ...]] = {}
+        self._order: Sequence[str] = ()
+        self._live: Live | None = None
+        self._run_over = False
+        ascii_only = not console.encoding.lower().startswith("utf")
+        self._glyphs = _ASCII_GLYPHS if ascii_only else _GLYPHS
+        self._spinner_name = "line" if ascii_only else "dots"
+
+    def run_started(self, info: RunInfo) -> None:
+        with self._lock:
+            self._order = tuple(info.steps)
+            self._needs = dict(info.needs)
+            for name in info.steps:
+                self._rows.setdefault(name, _Row(label=name))
+        header = Text.assemble(
+            ("parapipe", "bold"),
+            f" · pipeline {info.pipeline} · {len(info.steps)} steps, up to {info.jobs} at once"
+            f" · {info.engine} ({info.engine_reason}) · run {info.run_id}",
+        )
+        self.console.print(header, highlight=False)
+        self.console.print(Text(f"logs: {info.run_dir}", style="dim"), highlight=False)
+        if self._live is None and not self._run_over:
+            self._live = Live(
+                console=self.console,
+                get_renderable=self.render,
+                refresh_per_second=self._refresh_per_second,
+                transient=True,  # the summary replaces the rows when the run ends
+            )
+            self._live.start()
+
+    def image_started(self, tag: str) -> None:
+        with self._lock:
+            self._image = _Row(label=_IMAGE_LABEL, detail=tag)
+            self._image.start(self._clock(), self._spinner())
+
+    def image_output(self, line: str) -> None:
+        with self._lock:
+            if self._image is not None:
+                self._image.add_output(line)
+
+    def image_finished(self, result: ImageResult) -> None:
+        with self._lock:
+            image = self._image or _Row(label=_IMAGE_LABEL)
+            self._image = image
+            image.finish(result.status, result.duration, describe_image(result), self._clock())
+            tail = list(image.tail)
+        if result.status is not Status.PASSED:
+            self._print_failure(_IMAGE_LABEL, describe_image(result), result.log_path, tail)
+
+    def step_started(self, name: str) -> None:
+        with self._lock:
+            self._row(name).start(self._clock(), self._spinner())
+
+    def step_output(self, name: str, line: str) -> None:
+        with self._lock:
+            self._row(name).add_output(line)
+
+    def step_finished(self, result: StepResult) -> None:
+        with self._lock:
+            row = self._row(result.name)
+            row.finish(result.status, result.duration, step_detail(result), self._clock())
+            tail = list(row.tail)
+        if result.status in _FAILURES:
+            self._print_failure(result.name, describe_step(result), result.log_path, tail)
+
+    def run_finished(self, result: RunResult) -> None:
+        self._run_over = True
+        self._stop_live()
+        self.console.line()
+        self.console.print(rich_summary(result, self._order))
+
+    def close(self) -> None:
+        if self._stop_live() and not self._run_over:
+            # The run ended without a summary (an exception): leave its last state on screen.
+            with suppress(OSError):
+                self.console.print(self.render(frozen=True))
+        self._run_over = True
+
+    def render(self, *, frozen: bool = False) -> RenderableType:
+        """The rows as they are now; `frozen` draws a glyph instead of a spinner."""
+        with self._lock:
+            rows = [self._image] if self._image is not None else []
+            rows += self._rows.values()
+            shown, hidden = _fit(rows, max(self.console.size.height - 2, 4))
+            now = self._clock()
+            # Two columns short of the edge: the terminal echoes `^C` where the cursor is, and
+            # at the edge that wraps a line, which leaves a stale row when the view is erased.
+            width = max(self.console.size.width - 2, 20)
+            table = Table.grid(padding=(0, 1), expand=True)
+            table.width = width
+            table.add_column(width=1, no_wrap=True)
+            table.add_column(no_wrap=True, overflow="ellipsis", max_width=self._name_width())
+            table.add_column(justify="right", no_wrap=True, width=_DURATION_WIDTH)
+            table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+            for row in shown:
+                table.add_row(
+                    self._glyph(row, frozen),
+                    self._name(row),
+                    self._duration(row, now),
+                    self._last_column(row),
+                )
+            if not hidden:
+                return table
+            return Group(table, Text(f"… {len(hidden)} more: {_tally(hidden)}", style="dim"))
+
+    def _row(self, name: str) -> _Row:
+        return self._rows.setdefault(name, _Row(label=name))
+
+    def _spinner(self) -> Spinner:
+        return Spinner(self._spinner_name, style=STATUS_STYLES[Status.RUNNING])
+
+    def _stop_live(self) -> bool:
+        """Stop the live display if it runs; True if it did."""
+        live, self._live = self._live, None
+        if live is None:
+            return False
+        with suppress(OSError):  # a closed terminal: nothing more can be shown on it
+            live.stop()
+        return True
+
+    def _print_failure(
+        self, name: str, outcome: str, log_path: Path | None, lines: Iterable[str]
+    ) -> None:
+        style = STATUS_STYLES[Status.FAILED]
+        header = Text.assemble((f"{self._glyphs[Status.FAILED]} {name}", style), f" {outcome}")
+        if log_path is not None and str(log_path) not in outcome:
+            header.append(f" (log: {log_path})", style="dim")
+        body = [Text.assemble(("│ ", "red"), Text.from_ansi(line)) for line in lines]
+        if not body:
+            body = [Text("│ (no output)", style="dim")]
+        self.console.print(Group(header, *body), highlight=False, soft_wrap=True)
+
+    def _name_width(self) -> int:
+        return max(12, self.console.size.width // 3)
+
+    def _glyph(self, row: _Row, frozen: bool) -> RenderableType:
+        if row.spinner is not None and not frozen:
+            return row.spinner
+        return Text(self._glyphs[row.status], style=STATUS_STYLES[row.status])
+
+    def _name(self, row: _Row) -> Text:
+        style = "italic" if row is self._image else ""
+        if row.status is Status.RUNNING:
+            style += " bold"
+        elif row.status in (Status.QUEUED, Status.SKIPPED, Status.CANCELLED):
+            style += " dim"
+        return Text(row.label, style=style.strip())
+
+    def _duration(self, row: _Row, now: float) -> str:
+        if row.status is Status.RUNNING and row.started is not None:
+            return format_duration(now - row.started)
+        return "" if row.duration is None else format_duration(row.duration)
+
+    def _last_column(self, row: _Row) -> Text:
+        status = row.status
+        if status is Status.QUEUED:
+            pending = [need for need in self._needs.get(row.label, ()) if self._waits_on(need)]
+            return Text(f"after {', '.join(pending)}" if pending else "", style="dim")
+        if status is Status.RUNNING:
+            return Text.from_ansi(row.last_line) if row.last_line else Text(row.detail, "dim")
+        if status is Status.PASSED:
+            if row is self._image:
+                return Text(row.detail, style="dim")
+            return Text.from_ansi(row.last_line, style="dim")
+        return Text(row.detail, style=STATUS_STYLES[status])
+
+    def _waits_on(self, need: str) -> bool:
+        row = self._rows.get(need)
+        return row is not None and row.status is not Status.PASSED
+
+
+def _fit(rows: list[_Row], limit: int) -> tuple[list[_Row], list[_Row]]:
+    """Split rows into those shown and those summed up in one line, to fit `limit` lines."""
+    if len(rows) <= limit:
+        return rows, []
+    ranked = sorted(range(len(rows)), key=lambda i: (_ROW_PRIORITY[rows[i].status], i))
+    keep = set(ranked[: limit - 1])
+    shown = [row for i, row in enumerate(rows) if i in keep]
+    hidden = [row for i, row in enumerate(rows) if i not in keep]
+    return shown, hidden
+
+
+def _tally(rows: Iterable[_Row]) -> str:
+    counts = Counter(row.status for row in rows)
+    return ", ".join(f"{n} {status.value}" for status, n in counts.most_common())

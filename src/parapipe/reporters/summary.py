@@ -1,0 +1,204 @@
+"""Words every reporter shares, and the end-of-run summary in plain text or as a rich table."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from collections.abc import Sequence
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from parapipe.errors import ExitCode
+from parapipe.results import ImageResult, RunResult, Status, StepResult
+
+TAIL_LINES = 20  # how much of a failed step's output is repeated next to the failure
+
+# The order statuses are counted in: what went wrong is named right after what passed.
+_COUNT_ORDER = (
+    Status.PASSED,
+    Status.FAILED,
+    Status.ERROR,
+    Status.INTERRUPTED,
+    Status.CANCELLED,
+    Status.SKIPPED,
+    Status.RUNNING,
+    Status.QUEUED,
+)
+
+STATUS_STYLES = {
+    Status.QUEUED: "dim",
+    Status.RUNNING: "cyan",
+    Status.PASSED: "green",
+    Status.FAILED: "bold red",
+    Status.SKIPPED: "yellow",
+    Status.CANCELLED: "yellow",
+    Status.INTERRUPTED: "yellow",
+    Status.ERROR: "bold magenta",
+}
+
+
+def format_duration(seconds: float | None) -> str:
+    """`0.4s`, `12.3s`, `2m03s`, `1h02m`; `-` when there is no duration."""
+    if seconds is None:
+        return "-"
+    seconds = max(seconds, 0.0)
+    if round(seconds, 1) < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def output_lines(raw: str) -> list[str]:
+    """Split what a step printed into display lines.
+
+    A carriage return redraws a terminal line (progress bars), so only what follows the last one
+    in each line is what a terminal would have shown.
+    """
+    raw = raw.rstrip("\r\n")
+    return [part.rstrip("\r").rsplit("\r", 1)[-1] for part in raw.split("\n")]
+
+
+def step_detail(result: StepResult) -> str:
+    """The reason column: why the step did not pass, or the exit code of a failure."""
+    if result.reason:
+        return result.reason
+    if result.status is Status.FAILED and result.exit_code is not None:
+        return f"exit {result.exit_code}"
+    return ""
+
+
+def describe_step(result: StepResult) -> str:
+    """One status line for a finished step, as plain text."""
+    status = result.status
+    text = status.value
+    if result.duration is not None:
+        # A step that was stopped did not take that long: it was stopped after it.
+        stopped = status in (Status.CANCELLED, Status.INTERRUPTED, Status.ERROR)
+        text += f" {'after' if stopped else 'in'} {format_duration(result.duration)}"
+    detail = step_detail(result)
+    if detail:
+        text += f": {detail}"
+    if status in (Status.FAILED, Status.ERROR) and result.log_path is not None:
+        text += f" (log: {result.log_path})"
+    return text
+
+
+def describe_image(result: ImageResult) -> str:
+    """One status line for the finished image, as plain text."""
+    if result.status is Status.PASSED:
+        if result.reused:
+            return f"reused {result.tag} (nothing to build)"
+        return f"built {result.tag} in {format_duration(result.duration)}"
+    text = f"build of {result.tag} {result.status.value}"
+    if result.duration is not None:
+        text += f" after {format_duration(result.duration)}"
+    if result.reason:
+        text += f": {result.reason}"
+    if result.log_path is not None:
+        text += f" (log: {result.log_path})"
+    return text
+
+
+def ordered_steps(result: RunResult, order: Sequence[str]) -> list[StepResult]:
+    """The run's step results in the order the run announced, then any it did not announce."""
+    known = [result.steps[name] for name in order if name in result.steps]
+    extra = [step for name, step in result.steps.items() if name not in order]
+    return known + extra
+
+
+def count_line(result: RunResult) -> str:
+    """`4 passed, 1 failed, 2 skipped in 3.4s`."""
+    counts = Counter(step.status for step in result.steps.values())
+    parts = [
+        f"{counts[status]} {_count_word(status, counts[status])}"
+        for status in _COUNT_ORDER
+        if counts[status]
+    ]
+    return f"{', '.join(parts) or 'no steps'} in {format_duration(result.duration)}"
+
+
+def exit_line(result: RunResult) -> str:
+    """`exit 1: a step did not pass`: the exit code and what it means for this run."""
+    return f"exit {result.exit_code}: {_exit_meaning(result)}"
+
+
+def plain_summary_lines(result: RunResult, order: Sequence[str]) -> list[str]:
+    """The summary as aligned plain text, one string per line, without newlines."""
+    rows = [("step", "status", "duration", "detail")]
+    rows += [
+        (s.name, s.status.value, format_duration(s.duration), step_detail(s))
+        for s in ordered_steps(result, order)
+    ]
+    name_width = max(len(row[0]) for row in rows)
+    status_width = max(len(row[1]) for row in rows)
+    duration_width = max(len(row[2]) for row in rows)
+    lines = [f"pipeline {result.pipeline}, run {result.run_id}, engine {result.engine}"]
+    if result.image is not None:
+        lines.append(f"image: {describe_image(result.image)}")
+    if result.steps:
+        lines += [
+            f"  {name:<{name_width}}  {status:<{status_width}}  "
+            f"{duration:>{duration_width}}  {detail}".rstrip()
+            for name, status, duration, detail in rows
+        ]
+    lines += [count_line(result), exit_line(result), f"logs: {result.run_dir}"]
+    return lines
+
+
+def rich_summary(result: RunResult, order: Sequence[str]) -> RenderableType:
+    """The summary as a rich table with the count, exit and log lines under it."""
+    table = Table(expand=False)
+    table.add_column("step", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("duration", justify="right", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for step in ordered_steps(result, order):
+        table.add_row(
+            Text(step.name),
+            Text(step.status.value, style=STATUS_STYLES[step.status]),
+            format_duration(step.duration),
+            Text(step_detail(step)),
+        )
+    header = f"pipeline {result.pipeline}, run {result.run_id}, engine {result.engine}"
+    parts: list[RenderableType] = [Text(header, style="bold")]
+    if result.image is not None:
+        image_style = "" if result.image.status is Status.PASSED else STATUS_STYLES[Status.FAILED]
+        parts.append(Text(f"image: {describe_image(result.image)}", style=image_style))
+    if result.steps:
+        parts.append(table)
+    outcome_style = "bold green" if result.exit_code is ExitCode.OK else "bold red"
+    parts.append(Text(count_line(result), style=outcome_style))
+    parts.append(Text(exit_line(result)))
+    parts.append(Text(f"logs: {result.run_dir}", style="dim"))
+    return Group(*parts)
+
+
+def _count_word(status: Status, count: int) -> str:
+    if status is Status.ERROR:
+        return "error" if count == 1 else "errors"
+    return str(status.value)
+
+
+def _exit_meaning(result: RunResult) -> str:
+    if result.signal is not None:
+        return f"interrupted by {_signal_name(result.signal)}"
+    code = result.exit_code
+    if code == ExitCode.OK:
+        return "every step passed"
+    if code == ExitCode.ENGINE:
+        return "the container engine failed"
+    if result.image is not None and result.image.status is Status.FAILED:
+        return "the image could not be built"
+    return "a step did not pass"
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
