@@ -1,0 +1,253 @@
+"""The command lines and the Dockerfile the Docker and Podman engines use, as pure functions.
+
+Nothing here runs anything, so every argv can be tested on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+from parapipe.engines.base import (
+    CA_BUNDLE_PATH,
+    LABEL_RUN,
+    LABEL_STEP,
+    ImagePlan,
+    StepRun,
+    step_command,
+)
+from parapipe.models import DockerfileBuild
+
+# Where `write_build_context` puts things inside the build context.
+CONTEXT_SOURCE: Final = "source"
+CONTEXT_CA_BUNDLE: Final = "ca-certificates.crt"
+CONTEXT_DOCKERFILE: Final = "Dockerfile"
+
+# Each setup command runs in its own `sh -e`, announced like a step's commands, and on failure
+# prints a marker naming it: the builders (legacy, BuildKit, Buildah) all word their own error
+# differently, the marker reads the same everywhere.
+_SETUP_SCRIPT: Final = (
+    "printf '$ %s\\n' \"$2\"; "
+    'sh -ec "$2" || { status=$?; '
+    'printf \'parapipe: setup command %s failed with exit %d\\n\' "$1" "$status"; '
+    'exit "$status"; }'
+)
+_SETUP_FAILURE: Final = re.compile(r"parapipe: setup command (\d+) failed with exit (\d+)\s*$")
+
+_ERROR_WORD: Final = re.compile(r"\berror\b", re.IGNORECASE)
+_ERROR_LOOKBACK: Final = 5
+
+# Variables the engine's CLI reads itself. A step's value for one of these would change how
+# the CLI behaves (which daemon, which config, which proxy) if it came through the CLI's
+# environment, so these go on the command line as NAME=VALUE instead.
+_CLI_ENV_PREFIXES: Final = (
+    "DOCKER_",
+    "BUILDKIT_",
+    "BUILDX_",
+    "CONTAINERS_",
+    "CONTAINER_",
+    "PODMAN_",
+    "BUILDAH_",
+    "STORAGE_",
+    "XDG_",
+    "LD_",
+    "SSL_",
+    "LC_",
+)
+_CLI_ENV_NAMES: Final = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "TMPDIR",
+        "TMP",
+        "TEMP",
+        "LANG",
+        "TZ",
+        "NOTIFY_SOCKET",
+        "REGISTRY_AUTH_FILE",
+        "GODEBUG",
+        "GOGC",
+        "GOMAXPROCS",
+        "GOMEMLIMIT",
+        "GOTRACEBACK",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "FTP_PROXY",
+    }
+)
+
+
+def check_argv(binary: str) -> list[str]:
+    """Asks the daemon (not only the client) for its version."""
+    return [binary, "version", "--format", "{{.Server.Version}}"]
+
+
+def podman_check_argv(binary: str) -> list[str]:
+    # Local podman has no server; `info` touches its storage and runtime, which is what a run
+    # needs to work.
+    return [binary, "info", "--format", "{{.Version.Version}}"]
+
+
+def buildx_probe_argv(binary: str) -> list[str]:
+    return [binary, "buildx", "version"]
+
+
+def image_id_argv(binary: str, ref: str) -> list[str]:
+    return [binary, "image", "inspect", "--format", "{{.Id}}", ref]
+
+
+def pull_argv(binary: str, ref: str) -> list[str]:
+    return [binary, "pull", ref]
+
+
+def base_build_argv(
+    binary: str, build: DockerfileBuild, iidfile: Path, flags: Sequence[str] = ()
+) -> list[str]:
+    """`image.build`: the base image from the user's Dockerfile."""
+    argv = [binary, "build", *flags, "-f", str(build.dockerfile)]
+    for name, value in build.args.items():
+        argv += ["--build-arg", f"{name}={value}"]
+    return [*argv, "--iidfile", str(iidfile), str(build.context)]
+
+
+def build_argv(
+    binary: str, context: Path, tag: str, iidfile: Path, flags: Sequence[str] = ()
+) -> list[str]:
+    """The pipeline image, from a context made by `write_build_context`."""
+    dockerfile = context / CONTEXT_DOCKERFILE
+    return [
+        binary,
+        "build",
+        *flags,
+        "-f",
+        str(dockerfile),
+        "-t",
+        tag,
+        "--iidfile",
+        str(iidfile),
+        str(context),
+    ]
+
+
+def dockerfile_text(plan: ImagePlan) -> str:
+    """The Dockerfile of the pipeline image, for a context made by `write_build_context`.
+
+    Values are quoted for the Dockerfile parser (which expands `$` in ENV, LABEL and WORKDIR);
+    RUN and COPY use the JSON form, which has no shell quoting at all.
+    """
+    lines = [f"# parapipe {plan.tag}", f"FROM {plan.base_id}"]
+    if plan.labels:
+        lines.append("LABEL " + _assignments(plan.labels))
+    if plan.ca_bundle is not None:
+        lines.append("COPY " + json.dumps([CONTEXT_CA_BUNDLE, CA_BUNDLE_PATH]))
+    if plan.env:
+        lines.append("ENV " + _assignments(plan.env, quote_names=False))
+    lines.append("WORKDIR " + dockerfile_quote(plan.workdir))
+    # Relative to WORKDIR, so the path is not written (and expanded) a second time.
+    lines.append("COPY " + json.dumps([f"{CONTEXT_SOURCE}/", "./"]))
+    for number, command in enumerate(plan.setup, start=1):
+        lines.append("RUN " + json.dumps(setup_command(number, command)))
+    return "\n".join(lines) + "\n"
+
+
+def setup_command(number: int, command: str) -> list[str]:
+    return ["sh", "-c", _SETUP_SCRIPT, "parapipe-setup", str(number), command]
+
+
+def setup_failure(line: str) -> tuple[int, int] | None:
+    """`(setup command number, exit code)` when `line` is the marker of a failed setup command."""
+    found = _SETUP_FAILURE.search(line)
+    return (int(found[1]), int(found[2])) if found else None
+
+
+def dockerfile_quote(value: str) -> str:
+    """`value` as a double-quoted Dockerfile word: `\\`, `"` and `$` escaped, nothing expanded.
+
+    Line breaks cannot be quoted in a Dockerfile; `plan_image` rejects them earlier.
+    """
+    if "\n" in value or "\r" in value:
+        raise ValueError("a Dockerfile word cannot contain a line break")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def _assignments(pairs: Mapping[str, str], *, quote_names: bool = True) -> str:
+    return " ".join(
+        f"{dockerfile_quote(name) if quote_names else name}={dockerfile_quote(value)}"
+        for name, value in pairs.items()
+    )
+
+
+def container_name(run_id: str, step: str) -> str:
+    """`parapipe-<run_id>-<step>`, made a valid container name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
+
+    When characters had to be replaced, a short hash of the original keeps names distinct.
+    """
+    wanted = f"parapipe-{run_id}-{step}"
+    name = re.sub(r"[^a-zA-Z0-9_.-]+", "-", wanted)
+    if name != wanted:
+        name += "-" + hashlib.sha256(wanted.encode()).hexdigest()[:8]
+    return name
+
+
+def passed_through_cli_env(name: str) -> bool:
+    """Whether a step variable reaches the container through the CLI's environment (`-e NAME`),
+    which keeps its value out of `ps`, rather than as `-e NAME=VALUE` on the command line."""
+    upper = name.upper()
+    return (
+        bool(name)
+        and "=" not in name
+        and upper not in _CLI_ENV_NAMES
+        and not upper.startswith(_CLI_ENV_PREFIXES)
+    )
+
+
+def step_cli_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables to add to the CLI's own environment for `run_argv`'s `-e NAME` flags."""
+    return {name: value for name, value in env.items() if passed_through_cli_env(name)}
+
+
+def run_argv(binary: str, run: StepRun, name: str) -> list[str]:
+    """`run` as `docker run`; values of `step_cli_env(run.env)` must be in the CLI's environment."""
+    argv = [binary, "run", "--rm", "--pull=never", "--name", name]
+    labels = {**run.labels, LABEL_RUN: run.run_id, LABEL_STEP: run.step}
+    for label, value in labels.items():
+        argv += ["--label", f"{label}={value}"]
+    for variable, value in run.env.items():
+        argv += ["-e", variable if passed_through_cli_env(variable) else f"{variable}={value}"]
+    return [*argv, "-w", run.workdir, run.image_id, *step_command(run.commands)]
+
+
+def remove_argv(binary: str, containers: Iterable[str]) -> list[str]:
+    return [binary, "rm", "-f", *containers]
+
+
+def list_run_containers_argv(binary: str, run_id: str) -> list[str]:
+    return [binary, "ps", "-aq", "--no-trunc", "--filter", f"label={LABEL_RUN}={run_id}"]
+
+
+def error_line(lines: Iterable[str]) -> str:
+    """The line of a CLI's output that says what went wrong.
+
+    The last line saying "error" among the last few, since a CLI often follows its error with
+    a hint or a link; else simply the last line. Blank lines and pointers to `--help` do not
+    count.
+    """
+    meaningful = [
+        line.strip()
+        for line in lines
+        if line.strip() and not re.match(r"\s*(Run|See) '\S+ .*--help'", line)
+    ]
+    if not meaningful:
+        return "no error message"
+    recent = meaningful[-_ERROR_LOOKBACK:]
+    return next((line for line in reversed(recent) if _ERROR_WORD.search(line)), meaningful[-1])
