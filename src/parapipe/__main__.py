@@ -1,0 +1,5 @@
+import sys
+
+from parapipe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,188 @@
+"""The command line: parse, load, hand over, and turn every outcome into an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from parapipe import __version__
+from parapipe.errors import ExitCode, ParapipeError, SpecError
+
+if TYPE_CHECKING:
+    from parapipe.models import Pipeline
+
+DEFAULT_SPEC = Path("pipelines/ci.yaml")
+ENGINES = ("auto", "docker", "podman")
+OUTPUTS = ("auto", "tty", "plain", "quiet")
+GRAPH_FORMATS = ("text", "mermaid", "dot")
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    every step passed
+  1    a step failed (or a setup command of the image)
+  2    invalid spec or usage
+  3    no container engine reachable, or an internal error
+  130  interrupted (Ctrl-C); 143 for SIGTERM
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, like every other error we print, plus where to look.
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="parapipe",
+        description="Run a CI pipeline's steps in parallel containers made from one image.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"parapipe {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    run = commands.add_parser(
+        "run",
+        help="build the pipeline image and run the steps",
+        description="Build the pipeline's image (reused when nothing in it changed), then run "
+        "each step in its own container from it, each as soon as its needs passed.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_spec_option(run)
+    run.add_argument(
+        "steps",
+        nargs="*",
+        metavar="STEP",
+        help="run only these steps and everything they need (default: every step)",
+    )
+    run.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="run at most N steps at once (default: the number of CPUs, %(default)s here)",
+    )
+    run.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=os.environ.get("PARAPIPE_ENGINE", "auto"),
+        help="container engine; auto takes the first that answers, docker then podman "
+        "(default: $PARAPIPE_ENGINE or auto)",
+    )
+    run.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="after a failure, still run every step that does not depend on it "
+        "(default: stop the running steps and start no more)",
+    )
+    run.add_argument(
+        "--output",
+        choices=OUTPUTS,
+        default="auto",
+        help="tty: live view; plain: prefixed lines for logs; quiet: failures and the "
+        "summary only; auto: tty on a terminal, else plain (default: auto)",
+    )
+
+    validate = commands.add_parser(
+        "validate",
+        help="check the spec without running anything",
+        description="Load and check the spec: syntax, keys, types, paths, needs and cycles.",
+    )
+    _add_spec_option(validate)
+
+    graph = commands.add_parser(
+        "graph",
+        help="print the step graph",
+        description="Print the steps and their needs, as text, a Mermaid chart or Graphviz dot.",
+    )
+    _add_spec_option(graph)
+    graph.add_argument("--format", choices=GRAPH_FORMATS, default="text", help="(default: text)")
+    graph.add_argument(
+        "steps", nargs="*", metavar="STEP", help="only these steps and what they need"
+    )
+    return parser
+
+
+def _add_spec_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f",
+        "--file",
+        dest="spec",
+        type=Path,
+        default=DEFAULT_SPEC,
+        metavar="SPEC",
+        help=f"the pipeline spec (default: {DEFAULT_SPEC})",
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ParapipeError as exc:
+        print(f"parapipe: {exc}" if _needs_prefix(exc) else str(exc), file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("parapipe: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+
+
+def _needs_prefix(exc: ParapipeError) -> bool:
+    return not (isinstance(exc, SpecError) and exc.location is not None)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from parapipe.spec import load_pipeline
+
+    pipeline = load_pipeline(args.spec)
+    if args.command == "validate":
+        count = len(pipeline.steps)
+        print(f"{args.spec}: valid, {count} step{'s' if count != 1 else ''}")
+        return ExitCode.OK
+    if args.command == "graph":
+        from parapipe.graph import render, select_steps
+
+        sys.stdout.write(render(pipeline, select_steps(pipeline, args.steps), args.format))
+        return ExitCode.OK
+    return _run(pipeline, args)
+
+
+def _run(pipeline: Pipeline, args: argparse.Namespace) -> int:
+    import anyio
+
+    from parapipe.graph import select_steps
+    from parapipe.reporters.factory import make_reporter
+    from parapipe.runner import RunOptions, run_pipeline
+
+    options = RunOptions(
+        steps=tuple(args.steps), jobs=args.jobs, keep_going=args.keep_going, engine=args.engine
+    )
+    select_steps(pipeline, options.steps)  # an unknown step is a usage error before any engine
+    reporter = make_reporter(args.output)
+    try:
+        result = anyio.run(run_pipeline, pipeline, options, reporter)
+    finally:
+        reporter.close()
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

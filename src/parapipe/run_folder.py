@@ -1,0 +1,56 @@
+"""`.parapipe/runs/<run-id>/`: where a run keeps every step's full log."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import TextIO
+
+KEPT_RUNS = 20
+# Step names cannot contain '.', so these never collide with a step's `<step>.log`.
+IMAGE_LOG = "image.build.log"
+TRACEBACK_LOG = "parapipe.traceback.log"
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+class RunFolder:
+    def __init__(self, state_dir: Path, run_id: str) -> None:
+        self.state_dir = state_dir
+        self.run_id = run_id
+        self.path = state_dir / "runs" / run_id
+
+    @classmethod
+    def create(cls, state_dir: Path) -> RunFolder:
+        folder = cls(state_dir, new_run_id())
+        folder.path.mkdir(parents=True)
+        # As pytest's cache does: the state folder ignores itself, so no one commits it.
+        ignore = state_dir / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# created by parapipe\n*\n")
+        folder._prune()
+        return folder
+
+    def step_log(self, step: str) -> Path:
+        return self.path / f"{step}.log"
+
+    @property
+    def image_log(self) -> Path:
+        return self.path / IMAGE_LOG
+
+    @property
+    def traceback_log(self) -> Path:
+        return self.path / TRACEBACK_LOG
+
+    def open_log(self, path: Path) -> TextIO:
+        return path.open("a", encoding="utf-8", buffering=1)
+
+    def _prune(self) -> None:
+        """Keep the newest KEPT_RUNS run folders; run ids sort by time."""
+        runs = sorted(p for p in self.path.parent.iterdir() if p.is_dir())
+        for old in runs[:-KEPT_RUNS]:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,261 @@
+"""One run of a pipeline: build the image once, run the selected steps, always clean up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TextIO
+
+import anyio
+from anyio.abc import TaskStatus
+
+from parapipe.engines.base import LABEL_PIPELINE, Engine, LineSink, StepRun
+from parapipe.errors import ImageBuildFailed, ParapipeError
+from parapipe.graph import select_steps
+from parapipe.image import plan_image
+from parapipe.models import Pipeline
+from parapipe.reporters.base import Reporter, RunInfo
+from parapipe.results import ImageResult, RunResult, Status, StepResult
+from parapipe.run_folder import RunFolder
+from parapipe.scheduler import Scheduler
+
+CLEANUP_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    steps: tuple[str, ...] = ()  # empty: every step
+    jobs: int = os.cpu_count() or 1
+    keep_going: bool = False
+    engine: str = "auto"
+
+
+async def run_pipeline(
+    pipeline: Pipeline,
+    options: RunOptions,
+    reporter: Reporter,
+    *,
+    engine: Engine | None = None,
+) -> RunResult:
+    """Run `pipeline`. Usage errors are raised before any engine is contacted."""
+    names = select_steps(pipeline, options.steps)
+    if engine is None:
+        from parapipe.engines.select import choose_engine
+
+        engine, reason = await choose_engine(options.engine)
+    else:
+        reason = "given by the caller"
+    folder = RunFolder.create(pipeline.state_dir)
+    run = PipelineRun(pipeline, names, options, reporter, engine, reason, folder)
+    try:
+        return await run.execute()
+    except ParapipeError:
+        raise
+    except Exception as exc:
+        folder.traceback_log.write_text(traceback.format_exc())
+        raise ParapipeError(
+            f"internal error: {exc!r} (traceback in {folder.traceback_log})"
+        ) from exc
+
+
+class PipelineRun:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        names: list[str],
+        options: RunOptions,
+        reporter: Reporter,
+        engine: Engine,
+        engine_reason: str,
+        folder: RunFolder,
+    ) -> None:
+        self.pipeline = pipeline
+        self.names = names
+        self.options = options
+        self.reporter = reporter
+        self.engine = engine
+        self.engine_reason = engine_reason
+        self.folder = folder
+        self.signal: int | None = None
+        self.scheduler = Scheduler(
+            {name: pipeline.steps[name].needs for name in names},
+            self._execute_step,
+            jobs=options.jobs,
+            keep_going=options.keep_going,
+            on_start=reporter.step_started,
+            on_finish=self._step_finished,
+        )
+        self._image_scope = anyio.CancelScope()
+        self._image_id: str | None = None
+
+    async def execute(self) -> RunResult:
+        started_at, started = time.time(), time.monotonic()
+        self.reporter.run_started(
+            RunInfo(
+                run_id=self.folder.run_id,
+                pipeline=self.pipeline.name,
+                spec_path=self.pipeline.spec_path,
+                engine=self.engine.name,
+                engine_reason=self.engine_reason,
+                steps=self.names,
+                needs={name: self.pipeline.steps[name].needs for name in self.names},
+                jobs=self.options.jobs,
+                run_dir=self.folder.path,
+            )
+        )
+        image: ImageResult | None = None
+        try:
+            async with anyio.create_task_group() as task_group:
+                await task_group.start(self._watch_signals, task_group.cancel_scope)
+                with self._image_scope:
+                    image = await self._prepare_image()
+                if image is not None and image.status is Status.PASSED:
+                    self._image_id = image.image_id
+                    await self.scheduler.run()
+                task_group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
+                await self.engine.remove_containers(self.folder.run_id)
+        result = RunResult(
+            run_id=self.folder.run_id,
+            pipeline=self.pipeline.name,
+            engine=self.engine.name,
+            run_dir=self.folder.path,
+            started_at=started_at,
+            duration=time.monotonic() - started,
+            image=image,
+            steps=self._final_results(image),
+            signal=self.signal,
+        )
+        self.reporter.run_finished(result)
+        return result
+
+    async def _watch_signals(
+        self, run_scope: anyio.CancelScope, *, task_status: TaskStatus[None]
+    ) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                if self.signal is None:
+                    self.signal = signum
+                    self._image_scope.cancel()
+                    self.scheduler.interrupt()
+                else:
+                    # A second signal: stop waiting for anything; the sweep still runs.
+                    run_scope.cancel()
+
+    async def _prepare_image(self) -> ImageResult:
+        """Resolve the base, then reuse the image tagged with the content hash or build it."""
+        started = time.monotonic()
+        tag = f"parapipe/{self.pipeline.name}"
+        self.reporter.image_started(tag)
+        with self.folder.open_log(self.folder.image_log) as log_file:
+            log = self._line_sink(log_file, self.reporter.image_output)
+            try:
+                base_id = await self.engine.resolve_base(self.pipeline.image, log)
+                plan = await anyio.to_thread.run_sync(plan_image, self.pipeline, base_id)
+                tag = plan.tag
+                image_id = await self.engine.find_image(plan.tag)
+                reused = image_id is not None
+                if image_id is None:
+                    image_id = await self.engine.build_image(plan, log)
+                result = ImageResult(
+                    tag=tag,
+                    status=Status.PASSED,
+                    image_id=image_id,
+                    reused=reused,
+                    duration=time.monotonic() - started,
+                    log_path=self.folder.image_log,
+                )
+            except ImageBuildFailed as exc:
+                log_file.write(f"parapipe: {exc}\n")
+                result = ImageResult(
+                    tag=tag,
+                    status=Status.FAILED,
+                    duration=time.monotonic() - started,
+                    log_path=self.folder.image_log,
+                    reason=str(exc),
+                )
+        self.reporter.image_finished(result)
+        return result
+
+    async def _execute_step(self, name: str) -> StepResult:
+        assert self._image_id is not None
+        step = self.pipeline.steps[name]
+        log_path = self.folder.step_log(name)
+        started_at, started = time.time(), time.monotonic()
+        with self.folder.open_log(log_path) as log_file:
+            log = self._line_sink(log_file, lambda line: self.reporter.step_output(name, line))
+            run = StepRun(
+                run_id=self.folder.run_id,
+                step=name,
+                image_id=self._image_id,
+                commands=step.run,
+                env=step.env,
+                workdir=self.pipeline.image.workdir,
+                labels={LABEL_PIPELINE: self.pipeline.name},
+            )
+            try:
+                exit_code = await self.engine.run_step(run, log)
+            except ParapipeError as exc:
+                return StepResult(
+                    name=name,
+                    status=Status.ERROR,
+                    started_at=started_at,
+                    duration=time.monotonic() - started,
+                    log_path=log_path,
+                    reason=f"{self.engine.name}: {exc}",
+                )
+        return StepResult(
+            name=name,
+            status=Status.PASSED if exit_code == 0 else Status.FAILED,
+            exit_code=exit_code,
+            started_at=started_at,
+            duration=time.monotonic() - started,
+            log_path=log_path,
+            reason="" if exit_code == 0 else f"exit code {exit_code}",
+        )
+
+    def _step_finished(self, result: StepResult) -> None:
+        log_path = self.folder.step_log(result.name)
+        if log_path.exists():
+            with self.folder.open_log(log_path) as log_file:
+                took = f" after {result.duration:.2f}s" if result.duration is not None else ""
+                why = f": {result.reason}" if result.reason else ""
+                log_file.write(f"parapipe: {result.status.value}{took}{why}\n")
+        self.reporter.step_finished(self._with_log(result))
+
+    def _with_log(self, result: StepResult) -> StepResult:
+        if result.log_path is None and self.folder.step_log(result.name).exists():
+            return replace(result, log_path=self.folder.step_log(result.name))
+        return result
+
+    def _final_results(self, image: ImageResult | None) -> dict[str, StepResult]:
+        done = self.scheduler.results
+        results: dict[str, StepResult] = {}
+        for name in self.names:
+            if name in done:
+                results[name] = self._with_log(done[name])
+            elif image is not None and image.status is Status.FAILED:
+                results[name] = StepResult(
+                    name=name, status=Status.SKIPPED, reason="the pipeline image failed to build"
+                )
+            else:
+                results[name] = StepResult(
+                    name=name, status=Status.INTERRUPTED, reason="not started: interrupted"
+                )
+            if name not in done:
+                self.reporter.step_finished(results[name])
+        return results
+
+    @staticmethod
+    def _line_sink(log_file: TextIO, show: Callable[[str], None]) -> LineSink:
+        def sink(line: str) -> None:
+            log_file.write(line + "\n")
+            show(line)
+
+        return sink
