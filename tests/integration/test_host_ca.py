@@ -32,7 +32,8 @@ def spec(host_ca: bool) -> str:
             - python3 -m venv /venv
             - /venv/bin/pip install --no-cache-dir --disable-pip-version-check six
         steps:
-          check: {{run: /venv/bin/python -c 'import six; print("six", six.__version__)'}}
+          check:
+            run: /venv/bin/python -c 'import six; print("six", six.__version__)'
     """
 
 
