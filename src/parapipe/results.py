@@ -14,7 +14,11 @@ class Status(Enum):
     QUEUED = "queued"
     RUNNING = "running"
     PASSED = "passed"
+    CACHED = "cached"  # an earlier identical run passed; its log and outputs were restored
+    UNCHANGED = "skipped (no matching change)"  # `when.changed` matched nothing; counts as passed
     FAILED = "failed"
+    TIMED_OUT = "timed out"  # a failure: its container was killed at `timeout`
+    ALLOWED_FAILURE = "failed (allowed)"  # `allow_failure: true`; the run still passes
     SKIPPED = "skipped"  # a need did not pass, or the image could not be built
     CANCELLED = "cancelled"  # stopped by fail-fast after another step failed
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C / SIGTERM
@@ -26,7 +30,13 @@ class Status(Enum):
 
     @property
     def ok(self) -> bool:
-        return self is Status.PASSED
+        """The step's dependents may run."""
+        return self in (Status.PASSED, Status.CACHED, Status.UNCHANGED)
+
+    @property
+    def failed(self) -> bool:
+        """The step's own commands failed (an allowed failure does not count)."""
+        return self in (Status.FAILED, Status.TIMED_OUT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +85,6 @@ class RunResult:
             return ExitCode.ENGINE
         if self.image is not None and self.image.status is Status.FAILED:
             return ExitCode.STEP_FAILED
-        if all(r.status.ok for r in self.steps.values()):
-            return ExitCode.OK
-        return ExitCode.STEP_FAILED
+        if any(r.status.failed or r.status is Status.CANCELLED for r in self.steps.values()):
+            return ExitCode.STEP_FAILED
+        return ExitCode.OK

@@ -21,7 +21,9 @@ StepExecutor = Callable[[str], Awaitable[StepResult]]
 
 # A need that ended like this makes its dependents "skipped"; a need that was stopped
 # (cancelled, interrupted) leaves them "not started" under the same status as the stop.
-_BLOCKING = frozenset({Status.FAILED, Status.ERROR, Status.SKIPPED})
+_BLOCKING = frozenset(
+    {Status.FAILED, Status.TIMED_OUT, Status.ALLOWED_FAILURE, Status.ERROR, Status.SKIPPED}
+)
 
 
 def _ignore(_: object) -> None:
@@ -135,7 +137,7 @@ class Scheduler:
         self._results[result.name] = result
         sorter.done(result.name)
         self._on_finish(result)
-        if result.status is Status.FAILED or result.status is Status.ERROR:
+        if result.status.failed or result.status is Status.ERROR:
             self._root_failure[result.name] = result.name
             if not self._keep_going:
                 self._stop(f"'{result.name}' {result.status.value} (fail-fast)")
@@ -169,6 +171,8 @@ class Scheduler:
 def _past(status: Status) -> str:
     return {
         Status.FAILED: "failed",
+        Status.TIMED_OUT: "timed out",
+        Status.ALLOWED_FAILURE: "failed (allowed)",
         Status.ERROR: "hit an engine error",
         Status.CANCELLED: "was cancelled",
         Status.INTERRUPTED: "was interrupted",

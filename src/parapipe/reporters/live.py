@@ -41,7 +41,11 @@ _GLYPHS = {
     Status.QUEUED: "·",
     Status.RUNNING: "▸",  # only in a frozen frame; a running row shows a spinner
     Status.PASSED: "✓",
+    Status.CACHED: "✓",
+    Status.UNCHANGED: "=",
     Status.FAILED: "✗",
+    Status.TIMED_OUT: "⧗",
+    Status.ALLOWED_FAILURE: "~",
     Status.SKIPPED: "»",
     Status.CANCELLED: "○",
     Status.INTERRUPTED: "■",
@@ -51,7 +55,11 @@ _ASCII_GLYPHS = {
     Status.QUEUED: ".",
     Status.RUNNING: ">",
     Status.PASSED: "+",
+    Status.CACHED: "+",
+    Status.UNCHANGED: "=",
     Status.FAILED: "x",
+    Status.TIMED_OUT: "t",
+    Status.ALLOWED_FAILURE: "~",
     Status.SKIPPED: "-",
     Status.CANCELLED: "o",
     Status.INTERRUPTED: "#",
@@ -62,14 +70,18 @@ _ASCII_GLYPHS = {
 _ROW_PRIORITY = {
     Status.RUNNING: 0,
     Status.FAILED: 1,
+    Status.TIMED_OUT: 1,
     Status.ERROR: 1,
+    Status.ALLOWED_FAILURE: 2,
     Status.INTERRUPTED: 2,
     Status.QUEUED: 3,
     Status.CANCELLED: 4,
     Status.SKIPPED: 4,
     Status.PASSED: 5,
+    Status.CACHED: 5,
+    Status.UNCHANGED: 5,
 }
-_FAILURES = (Status.FAILED, Status.ERROR)
+_FAILURES = (Status.FAILED, Status.TIMED_OUT, Status.ALLOWED_FAILURE, Status.ERROR)
 _IMAGE_LABEL = "image"
 _DURATION_WIDTH = 6  # "12.3s", "2m03s", "59m59s"
 

@@ -23,7 +23,7 @@ from parapipe.results import ImageResult, RunResult, Status, StepResult
 
 IMAGE_LABEL = "[image]"  # brackets so it cannot be mistaken for a step called "image"
 
-_FAILURES = (Status.FAILED, Status.ERROR)
+_FAILURES = (Status.FAILED, Status.TIMED_OUT, Status.ALLOWED_FAILURE, Status.ERROR)
 
 
 class _LineReporter(Reporter):

@@ -18,7 +18,11 @@ TAIL_LINES = 20  # how much of a failed step's output is repeated next to the fa
 # The order statuses are counted in: what went wrong is named right after what passed.
 _COUNT_ORDER = (
     Status.PASSED,
+    Status.CACHED,
+    Status.UNCHANGED,
     Status.FAILED,
+    Status.TIMED_OUT,
+    Status.ALLOWED_FAILURE,
     Status.ERROR,
     Status.INTERRUPTED,
     Status.CANCELLED,
@@ -31,7 +35,11 @@ STATUS_STYLES = {
     Status.QUEUED: "dim",
     Status.RUNNING: "cyan",
     Status.PASSED: "green",
+    Status.CACHED: "green",
+    Status.UNCHANGED: "dim green",
     Status.FAILED: "bold red",
+    Status.TIMED_OUT: "bold red",
+    Status.ALLOWED_FAILURE: "yellow",
     Status.SKIPPED: "yellow",
     Status.CANCELLED: "yellow",
     Status.INTERRUPTED: "yellow",
@@ -83,7 +91,10 @@ def describe_step(result: StepResult) -> str:
     detail = step_detail(result)
     if detail:
         text += f": {detail}"
-    if status in (Status.FAILED, Status.ERROR) and result.log_path is not None:
+    if (
+        status in (Status.FAILED, Status.TIMED_OUT, Status.ALLOWED_FAILURE, Status.ERROR)
+        and result.log_path is not None
+    ):
         text += f" (log: {result.log_path})"
     return text
 
