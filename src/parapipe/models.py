@@ -52,6 +52,12 @@ class Step:
     needs: tuple[str, ...]
     env: Mapping[str, str]
     location: Location  # of the step's name in `steps`
+    timeout: float | None = None  # seconds; the container is killed after this long
+    retries: int = 0  # further attempts after a failed one, each in a fresh container
+    retry_on: tuple[int, ...] | None = None  # exit codes worth a retry; None: any failure
+    allow_failure: bool = False
+    tags: tuple[str, ...] = ()
+    when_changed: tuple[str, ...] | None = None  # globs under image.source; None: always runs
 
 
 @dataclass(frozen=True, kw_only=True)
