@@ -16,6 +16,7 @@ from anyio.abc import TaskStatus
 from parapipe.engines.base import LABEL_PIPELINE, Engine, LineSink, StepRun
 from parapipe.errors import ImageBuildFailed, ParapipeError
 from parapipe.graph import select_steps
+from parapipe.history import record_durations
 from parapipe.image import plan_image
 from parapipe.models import Pipeline
 from parapipe.reporters.base import Reporter, RunInfo
@@ -131,6 +132,7 @@ class PipelineRun:
             steps=self._final_results(image),
             signal=self.signal,
         )
+        record_durations(self.pipeline.state_dir, self.pipeline.name, result.steps)
         self.reporter.run_finished(result)
         return result
 
