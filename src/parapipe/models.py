@@ -54,7 +54,8 @@ class Step:
     location: Location  # of the step's name in `steps`
     timeout: float | None = None  # seconds; the container is killed after this long
     retries: int = 0  # further attempts after a failed one, each in a fresh container
-    retry_on: tuple[int, ...] | None = None  # exit codes worth a retry; None: any failure
+    retry_on: frozenset[int] | None = None  # exit codes worth a retry; None: any failure
+    retry_on_timeout: bool = True  # a timed-out attempt may be retried
     allow_failure: bool = False
     tags: tuple[str, ...] = ()
     when_changed: tuple[str, ...] | None = None  # globs under image.source; None: always runs

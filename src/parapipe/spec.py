@@ -23,18 +23,20 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from parapipe import spec_yaml
 from parapipe.errors import SpecError
 from parapipe.models import DEFAULT_WORKDIR, DockerfileBuild, ImageSpec, Location, Pipeline, Step
+from parapipe.spec_execution import EXECUTION_KEYS, ExecutionOptions, read_execution
 from parapipe.spec_yaml import Entry, is_null, is_string, kind, quoted
 
-PIPELINE_KEYS: Final = ("name", "image", "steps")
+PIPELINE_KEYS: Final = ("name", "defaults", "image", "steps")
 IMAGE_KEYS: Final = ("from", "build", "source", "exclude", "workdir", "env", "setup", "host_ca")
 BUILD_KEYS: Final = ("context", "dockerfile", "args")
-STEP_KEYS: Final = ("run", "needs", "env")
+STEP_KEYS: Final = ("run", "needs", "env", *EXECUTION_KEYS)
 
 # Keys that later versions of parapipe add. They get their own message instead of "unknown key"
 # (and are never silently ignored); the feature that implements one moves it out of here.
 NOT_SUPPORTED_YET: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
     {
-        "pipeline": frozenset({"defaults"}),
+        "pipeline": frozenset(),
+        "defaults": frozenset(),
         "image": frozenset(),
         "build": frozenset(),
         "step": frozenset(
@@ -42,10 +44,6 @@ NOT_SUPPORTED_YET: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
                 "outputs",
                 "caches",
                 "secrets",
-                "timeout",
-                "retries",
-                "retry_on",
-                "allow_failure",
                 "when",
                 "inputs",
                 "cache",
@@ -132,6 +130,7 @@ class _SpecReader:
         self.file = file
         self.spec_path = spec_path
         self.spec_dir = spec_path.parent
+        self.defaults = ExecutionOptions()
 
     def at(self, node: Node) -> Location:
         return spec_yaml.location(node, self.file)
@@ -152,6 +151,8 @@ class _SpecReader:
             )
         top = self.mapping(root, "the spec", "pipeline", PIPELINE_KEYS)
         project_root = find_project_root(self.spec_dir)
+        if "defaults" in top:
+            self.defaults = self.execution_defaults(top["defaults"].value)
         return Pipeline(
             name=self.name(top.get("name")),
             spec_path=self.spec_path,
@@ -448,14 +449,27 @@ class _SpecReader:
                 seen.add(need)
                 needs.append((need, item))
         env = self.env(keys["env"].value, f"'env' of {where}") if "env" in keys else {}
+        execution = read_execution(keys, where, self.file, self.defaults)
         step = Step(
             name=name,
             run=run,
             needs=tuple(need for need, _ in needs),
             env=env,
             location=self.at(entry.key_node),
+            timeout=execution.timeout,
+            retries=execution.retries,
+            retry_on=execution.retry_on,
+            retry_on_timeout=execution.retry_on_timeout,
+            allow_failure=execution.allow_failure,
         )
         return step, needs
+
+    def execution_defaults(self, node: Node) -> ExecutionOptions:
+        """`defaults`: the execution options every step has unless it sets its own."""
+        if not isinstance(node, MappingNode):
+            raise self.fail(f"'defaults' must be a mapping, not {kind(node)}", node)
+        keys = self.mapping(node, "'defaults'", "defaults", EXECUTION_KEYS)
+        return read_execution(keys, "'defaults'", self.file, ExecutionOptions())
 
     def check_needs(self, name: str, needs: list[tuple[str, Node]], steps: dict[str, Step]) -> None:
         for need, item in needs:

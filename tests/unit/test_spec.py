@@ -227,7 +227,7 @@ def test_a_spec_that_is_not_utf8(cwd: Path) -> None:
 
 
 def test_every_not_yet_supported_step_key_is_rejected(cwd: Path) -> None:
-    assert "timeout" in NOT_SUPPORTED_YET["step"]
+    assert "outputs" in NOT_SUPPORTED_YET["step"]
     for key in sorted(NOT_SUPPORTED_YET["step"]):
         write(cwd / "ci.yaml", MINIMAL_SPEC + f"    {key}: 1\n")
         message = f"ci.yaml:5:5: '{key}' is not supported yet by this version of parapipe"
@@ -299,13 +299,49 @@ BAD_SPECS = {
         "image: {build: {contxt: .}}\n",
         "1:17: unknown key 'contxt' in 'image.build' (did you mean 'context'?)",
     ),
-    "defaults is not supported yet": (
+    "defaults with a key that is not an execution option": (
         "defaults: {env: {A: b}}\n" + MINIMAL_SPEC,
-        "1:1: 'defaults' is not supported yet by this version of parapipe",
+        "1:12: unknown key 'env' in 'defaults'",
     ),
-    "timeout is not supported yet": (
-        MINIMAL_SPEC + "    timeout: 10m\n",
-        "5:5: 'timeout' is not supported yet by this version of parapipe",
+    "defaults is a list": (
+        "defaults: [a]\n" + MINIMAL_SPEC,
+        "1:11: 'defaults' must be a mapping, not a list",
+    ),
+    "timeout without a unit": (
+        MINIMAL_SPEC + "    timeout: 90\n",
+        "5:14: 'timeout' of step 'lint' needs a unit: '90s', '90m' or '90h'",
+    ),
+    "timeout that is not a duration": (
+        MINIMAL_SPEC + "    timeout: soon\n",
+        "5:14: 'timeout' of step 'lint' must be a duration such as '90s', '10m' or '1h', not 'soon'",
+    ),
+    "timeout of zero": (
+        MINIMAL_SPEC + "    timeout: 0s\n",
+        "5:14: 'timeout' of step 'lint' must be longer than 0",
+    ),
+    "timeout in defaults without a unit": (
+        "defaults: {timeout: 5}\n" + MINIMAL_SPEC,
+        "1:21: 'timeout' of 'defaults' needs a unit: '5s', '5m' or '5h'",
+    ),
+    "retries negative": (
+        MINIMAL_SPEC + "    retries: -1\n",
+        "5:14: 'retries' of step 'lint' must be between 0 and 100, not -1",
+    ),
+    "retries a string": (
+        MINIMAL_SPEC + "    retries: twice\n",
+        "5:14: 'retries' of step 'lint' must be a whole number, not a string",
+    ),
+    "retry_on an exit code of 0": (
+        MINIMAL_SPEC + "    retry_on: [1, 0]\n",
+        "5:19: 'retry_on' of step 'lint': 0 is not a failing exit code (1-255)",
+    ),
+    "retry_on a word": (
+        MINIMAL_SPEC + "    retry_on: [flaky]\n",
+        "5:16: each item of 'retry_on' of step 'lint' must be an exit code (1-255) or 'timeout', not a string",
+    ),
+    "allow_failure a string": (
+        MINIMAL_SPEC + "    allow_failure: maybe\n",
+        "5:20: 'allow_failure' of step 'lint' must be true or false, not a string",
     ),
     "needs is a number": (
         MINIMAL_SPEC + "  test: {run: pytest, needs: 3}\n",
