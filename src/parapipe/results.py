@@ -40,6 +40,18 @@ class Status(Enum):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AttemptResult:
+    """One attempt of a step, in its own fresh container."""
+
+    number: int  # from 1
+    status: Status  # PASSED, FAILED, TIMED_OUT or ERROR
+    exit_code: int | None
+    started_at: float  # time.time()
+    duration: float
+    reason: str = ""  # the engine's error, for ERROR
+
+
+@dataclass(frozen=True, kw_only=True)
 class StepResult:
     name: str
     status: Status
@@ -48,6 +60,8 @@ class StepResult:
     duration: float | None = None  # seconds
     log_path: Path | None = None
     reason: str = ""  # why it was skipped, cancelled or errored; the failing command's exit
+    attempts: tuple[AttemptResult, ...] = ()  # every attempt that ran, in order
+    max_attempts: int = 1  # 1 + the step's `retries`
 
 
 @dataclass(frozen=True, kw_only=True)

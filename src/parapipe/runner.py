@@ -8,6 +8,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TextIO
 
 import anyio
@@ -18,9 +19,9 @@ from parapipe.errors import ImageBuildFailed, ParapipeError
 from parapipe.graph import select_steps
 from parapipe.history import record_durations
 from parapipe.image import plan_image
-from parapipe.models import Pipeline
+from parapipe.models import Pipeline, Step
 from parapipe.reporters.base import Reporter, RunInfo
-from parapipe.results import ImageResult, RunResult, Status, StepResult
+from parapipe.results import AttemptResult, ImageResult, RunResult, Status, StepResult
 from parapipe.run_folder import RunFolder
 from parapipe.scheduler import Scheduler
 
@@ -186,40 +187,66 @@ class PipelineRun:
         return result
 
     async def _execute_step(self, name: str) -> StepResult:
-        assert self._image_id is not None
         step = self.pipeline.steps[name]
         log_path = self.folder.step_log(name)
-        started_at, started = time.time(), time.monotonic()
+        max_attempts = 1 + step.retries
+        attempts: list[AttemptResult] = []
         with self.folder.open_log(log_path) as log_file:
             log = self._line_sink(log_file, lambda line: self.reporter.step_output(name, line))
-            run = StepRun(
-                run_id=self.folder.run_id,
-                step=name,
-                image_id=self._image_id,
-                commands=step.run,
-                env=step.env,
-                workdir=self.pipeline.image.workdir,
-                labels={LABEL_PIPELINE: self.pipeline.name},
-            )
-            try:
+            for number in range(1, max_attempts + 1):
+                if max_attempts > 1:
+                    log(f"parapipe: attempt {number}/{max_attempts}")
+                attempts.append(await self._attempt(step, number, log))
+                if number == max_attempts or not _worth_retrying(step, attempts[-1]):
+                    break
+                log(f"parapipe: attempt {number} {attempts[-1].status.value}; retrying")
+        return _step_result(step, attempts, max_attempts, log_path)
+
+    async def _attempt(self, step: Step, number: int, log: LineSink) -> AttemptResult:
+        """One attempt in a fresh container, killed when the step's timeout expires."""
+        assert self._image_id is not None
+        run = StepRun(
+            run_id=self.folder.run_id,
+            step=step.name,
+            image_id=self._image_id,
+            commands=step.run,
+            env={
+                **step.env,
+                "PARAPIPE_RUN_ID": self.folder.run_id,
+                "PARAPIPE_STEP": step.name,
+                "PARAPIPE_ATTEMPT": str(number),
+            },
+            workdir=self.pipeline.image.workdir,
+            labels={LABEL_PIPELINE: self.pipeline.name},
+            attempt=number,
+        )
+        started_at, started = time.time(), time.monotonic()
+        exit_code: int | None = None
+        try:
+            with anyio.move_on_after(step.timeout) as deadline:
                 exit_code = await self.engine.run_step(run, log)
-            except ParapipeError as exc:
-                return StepResult(
-                    name=name,
-                    status=Status.ERROR,
-                    started_at=started_at,
-                    duration=time.monotonic() - started,
-                    log_path=log_path,
-                    reason=f"{self.engine.name}: {exc}",
-                )
-        return StepResult(
-            name=name,
-            status=Status.PASSED if exit_code == 0 else Status.FAILED,
+        except ParapipeError as exc:
+            reason = f"{self.engine.name}: {exc}"
+            log(f"parapipe: {reason}")
+            return AttemptResult(
+                number=number,
+                status=Status.ERROR,
+                exit_code=None,
+                started_at=started_at,
+                duration=time.monotonic() - started,
+                reason=reason,
+            )
+        if deadline.cancelled_caught:
+            log(f"parapipe: timed out after {format_seconds(step.timeout)}; container killed")
+            status = Status.TIMED_OUT
+        else:
+            status = Status.PASSED if exit_code == 0 else Status.FAILED
+        return AttemptResult(
+            number=number,
+            status=status,
             exit_code=exit_code,
             started_at=started_at,
             duration=time.monotonic() - started,
-            log_path=log_path,
-            reason="" if exit_code == 0 else f"exit code {exit_code}",
         )
 
     def _step_finished(self, result: StepResult) -> None:
@@ -261,3 +288,55 @@ class PipelineRun:
             show(line)
 
         return sink
+
+
+def _worth_retrying(step: Step, attempt: AttemptResult) -> bool:
+    # An engine error is not the step's flakiness: retrying it would only hide a broken engine.
+    if attempt.status is Status.TIMED_OUT:
+        return step.retry_on_timeout
+    if attempt.status is Status.FAILED:
+        return step.retry_on is None or attempt.exit_code in step.retry_on
+    return False
+
+
+def _step_result(
+    step: Step, attempts: list[AttemptResult], max_attempts: int, log_path: Path
+) -> StepResult:
+    last = attempts[-1]
+    if last.status is Status.ERROR:
+        reason = last.reason
+    elif last.status is Status.TIMED_OUT:
+        reason = f"timed out after {format_seconds(step.timeout)}"
+    elif last.status is Status.FAILED:
+        reason = f"exit code {last.exit_code}"
+    else:
+        reason = ""
+    if max_attempts > 1 and (last.status is not Status.PASSED or last.number > 1):
+        on_attempt = f"on attempt {last.number}/{max_attempts}"
+        reason = f"{reason} {on_attempt}" if reason else f"passed {on_attempt}"
+    status = last.status
+    if status.failed and step.allow_failure:
+        status = Status.ALLOWED_FAILURE
+    return StepResult(
+        name=step.name,
+        status=status,
+        exit_code=last.exit_code,
+        started_at=attempts[0].started_at,
+        duration=sum(a.duration for a in attempts),
+        log_path=log_path,
+        reason=reason,
+        attempts=tuple(attempts),
+        max_attempts=max_attempts,
+    )
+
+
+def format_seconds(seconds: float | None) -> str:
+    """`90s`, `10m`, `1h30m`, `0.5s`: how a timeout reads in a log line."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:g}s"
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+    return text + (f"{rest}s" if rest else "")

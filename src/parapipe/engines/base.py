@@ -54,6 +54,7 @@ class StepRun:
     env: Mapping[str, str]
     workdir: str
     labels: Mapping[str, str]
+    attempt: int = 1  # each attempt gets a container of its own
 
 
 # Runs each command with `sh -e`, in order, stopping at the first failure. stderr is merged into

@@ -144,7 +144,7 @@ class DockerEngine(Engine):
                 await anyio.to_thread.run_sync(scratch.cleanup)
 
     async def run_step(self, run: StepRun, log: LineSink) -> int:
-        name = argvs.container_name(run.run_id, run.step)
+        name = argvs.container_name(run.run_id, run.step, run.attempt)
         try:
             return await self._run_container(run, name, log)
         except BaseException:

@@ -187,12 +187,13 @@ def _assignments(pairs: Mapping[str, str], *, quote_names: bool = True) -> str:
     )
 
 
-def container_name(run_id: str, step: str) -> str:
-    """`parapipe-<run_id>-<step>`, made a valid container name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
+def container_name(run_id: str, step: str, attempt: int = 1) -> str:
+    """`parapipe-<run_id>-<step>` (`.<attempt>` from the second attempt on, a dot because step
+    names cannot hold one), made a valid container name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
 
     When characters had to be replaced, a short hash of the original keeps names distinct.
     """
-    wanted = f"parapipe-{run_id}-{step}"
+    wanted = f"parapipe-{run_id}-{step}" + (f".{attempt}" if attempt > 1 else "")
     name = re.sub(r"[^a-zA-Z0-9_.-]+", "-", wanted)
     if name != wanted:
         name += "-" + hashlib.sha256(wanted.encode()).hexdigest()[:8]

@@ -17,6 +17,7 @@ class FakeStep:
     """How a fake step behaves: what it prints, when it may finish, how it exits."""
 
     exit_code: int = 0
+    exit_codes_by_attempt: tuple[int, ...] = ()  # overrides exit_code for attempts 1, 2, ...
     output: tuple[str, ...] = ()
     release: anyio.Event | None = None  # the step waits for this before finishing
     engine_error: str | None = None  # raise EngineError instead of exiting
@@ -75,6 +76,8 @@ class FakeEngine(Engine):
                 await anyio.lowlevel.checkpoint()
             if behaviour.engine_error:
                 raise EngineError(behaviour.engine_error)
+            if run.attempt <= len(behaviour.exit_codes_by_attempt):
+                return behaviour.exit_codes_by_attempt[run.attempt - 1]
             return behaviour.exit_code
         except anyio.get_cancelled_exc_class():
             behaviour.cancelled = True
