@@ -19,6 +19,7 @@ DEFAULT_SPEC = Path("pipelines/ci.yaml")
 ENGINES = ("auto", "docker", "podman")
 OUTPUTS = ("auto", "tty", "plain", "quiet")
 GRAPH_FORMATS = ("text", "mermaid", "dot")
+SCHEDULES = ("critical-path", "fifo")
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -82,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="after a failure, still run every step that does not depend on it "
         "(default: stop the running steps and start no more)",
+    )
+    run.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="critical-path",
+        help="which ready step starts first when more are ready than --jobs allows: "
+        "critical-path starts the one with the longest chain of work after it, timed from "
+        "earlier runs; fifo starts them in the order they got ready (default: critical-path)",
     )
     run.add_argument(
         "--output",
@@ -173,7 +182,11 @@ def _run(pipeline: Pipeline, args: argparse.Namespace) -> int:
     from parapipe.runner import RunOptions, run_pipeline
 
     options = RunOptions(
-        steps=tuple(args.steps), jobs=args.jobs, keep_going=args.keep_going, engine=args.engine
+        steps=tuple(args.steps),
+        jobs=args.jobs,
+        keep_going=args.keep_going,
+        engine=args.engine,
+        schedule=args.schedule,
     )
     select_steps(pipeline, options.steps)  # an unknown step is a usage error before any engine
     reporter = make_reporter(args.output)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import graphlib
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 
 from parapipe.errors import UsageError
@@ -41,6 +42,25 @@ def _with_needs(steps: Mapping[str, Step], wanted: Iterable[str]) -> set[str]:
 def topological_order(steps: Mapping[str, Step]) -> list[str]:
     """Needs before dependents; the spec loader has already rejected cycles."""
     return list(graphlib.TopologicalSorter(needs_of(steps)).static_order())
+
+
+def remaining_path_lengths(
+    needs: Mapping[str, tuple[str, ...]], durations: Mapping[str, float]
+) -> dict[str, float]:
+    """For each step: its own expected duration plus the longest chain of dependents after it,
+    i.e. how long the run takes at best once the step starts. Steps with no known duration
+    count as the median of the known ones (1 s when none is known)."""
+    known = [durations[name] for name in needs if name in durations]
+    typical = statistics.median(known) if known else 1.0
+    dependents: dict[str, list[str]] = {name: [] for name in needs}
+    for name, deps in needs.items():
+        for dep in deps:
+            dependents[dep].append(name)
+    lengths: dict[str, float] = {}
+    for name in reversed(list(graphlib.TopologicalSorter(needs).static_order())):
+        after = max((lengths[d] for d in dependents[name]), default=0.0)
+        lengths[name] = durations.get(name, typical) + after
+    return lengths
 
 
 def render(pipeline: Pipeline, names: Sequence[str], fmt: str) -> str:

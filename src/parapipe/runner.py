@@ -16,8 +16,8 @@ from anyio.abc import TaskStatus
 
 from parapipe.engines.base import LABEL_PIPELINE, Engine, LineSink, StepRun
 from parapipe.errors import ImageBuildFailed, ParapipeError
-from parapipe.graph import select_steps
-from parapipe.history import record_durations
+from parapipe.graph import remaining_path_lengths, select_steps
+from parapipe.history import load_durations, record_durations
 from parapipe.image import plan_image
 from parapipe.models import Pipeline, Step
 from parapipe.reporters.base import Reporter, RunInfo
@@ -34,6 +34,7 @@ class RunOptions:
     jobs: int = os.cpu_count() or 1
     keep_going: bool = False
     engine: str = "auto"
+    schedule: str = "critical-path"  # or "fifo": ready steps start in the order they got ready
 
 
 async def run_pipeline(
@@ -83,11 +84,20 @@ class PipelineRun:
         self.engine_reason = engine_reason
         self.folder = folder
         self.signal: int | None = None
+        needs = {name: pipeline.steps[name].needs for name in names}
+        priority: dict[str, float] = {}
+        if options.schedule == "critical-path":
+            # Of the steps that are ready, start first the one with the longest way to go.
+            durations = load_durations(pipeline.state_dir, pipeline.name)
+            priority = {
+                n: -length for n, length in remaining_path_lengths(needs, durations).items()
+            }
         self.scheduler = Scheduler(
-            {name: pipeline.steps[name].needs for name in names},
+            needs,
             self._execute_step,
             jobs=options.jobs,
             keep_going=options.keep_going,
+            priority=priority,
             on_start=reporter.step_started,
             on_finish=self._step_finished,
         )

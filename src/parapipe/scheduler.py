@@ -48,8 +48,10 @@ class Scheduler:
         self._execute = execute
         self._jobs = jobs
         self._keep_going = keep_going
-        # Lower runs first; by default the order the steps were given in.
-        self._priority = priority or {name: index for index, name in enumerate(needs)}
+        # Lower runs first; ties, and every step when no priority is given, go in the order
+        # they became ready.
+        self._priority = priority or {}
+        self._ready_count = 0
         self._on_start = on_start
         self._on_finish = on_finish
         self._results: dict[str, StepResult] = {}
@@ -71,13 +73,13 @@ class Scheduler:
     async def run(self) -> dict[str, StepResult]:
         sorter = graphlib.TopologicalSorter(self._needs)
         sorter.prepare()
-        ready: list[tuple[float, str]] = []
+        ready: list[tuple[float, int, str]] = []
         send, receive = anyio.create_memory_object_stream[StepResult](math.inf)
         async with send, receive, anyio.create_task_group() as task_group:
             while True:
                 self._admit(sorter, ready)
                 while ready and len(self._running) < self._jobs and self._stop_reason is None:
-                    _, name = heapq.heappop(ready)
+                    *_, name = heapq.heappop(ready)
                     scope = anyio.CancelScope()
                     self._running[name] = scope
                     self._on_start(name)
@@ -93,7 +95,7 @@ class Scheduler:
         return self.results
 
     def _admit(
-        self, sorter: graphlib.TopologicalSorter[str], ready: list[tuple[float, str]]
+        self, sorter: graphlib.TopologicalSorter[str], ready: list[tuple[float, int, str]]
     ) -> None:
         """Queue the steps whose needs are all done, or settle them at once if they cannot run."""
         while True:
@@ -109,10 +111,12 @@ class Scheduler:
                 elif blocker is not None or self._stop_reason is not None:
                     self._finish(sorter, self._not_started(name))
                 else:
-                    heapq.heappush(ready, (self._priority[name], name))
+                    self._ready_count += 1
+                    entry = (self._priority.get(name, 0.0), self._ready_count, name)
+                    heapq.heappush(ready, entry)
             if self._stop_reason is not None:
                 while ready:
-                    _, name = heapq.heappop(ready)
+                    *_, name = heapq.heappop(ready)
                     self._finish(sorter, self._not_started(name))
 
     async def _run_one(

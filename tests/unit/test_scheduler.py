@@ -151,3 +151,30 @@ async def test_every_step_is_reported_once_as_it_finishes() -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_remaining_path_lengths_weight_steps_by_their_durations() -> None:
+    from parapipe.graph import remaining_path_lengths
+
+    needs = {"a": (), "b": ("a",), "c": ("b",), "short": (), "unknown": ("short",)}
+    lengths = remaining_path_lengths(needs, {"a": 1, "b": 2, "c": 3, "short": 0.5})
+    assert lengths["c"] == 3
+    assert lengths["a"] == 6
+    assert lengths["unknown"] == 1.5  # the median of the known durations
+    assert lengths["short"] == 2.0
+
+
+async def test_critical_path_first_beats_first_come_on_a_long_chain_beside_short_steps() -> None:
+    """With jobs=1 order is everything: the chain's head must start before the short steps."""
+    from parapipe.graph import remaining_path_lengths
+
+    needs = {"s1": (), "s2": (), "s3": (), "c1": (), "c2": ("c1",), "c3": ("c2",)}
+    durations = {"s1": 1, "s2": 1, "s3": 1, "c1": 3, "c2": 3, "c3": 3}
+    priority = {n: -length for n, length in remaining_path_lengths(needs, durations).items()}
+    recorder = Recorder()
+    await Scheduler(needs, recorder, jobs=1, priority=priority).run()
+    starts = [name for kind, name in recorder.events if kind == "start"]
+    assert starts[0] == "c1"
+    fifo = Recorder()
+    await Scheduler(needs, fifo, jobs=1).run()
+    assert [name for kind, name in fifo.events if kind == "start"][:3] == ["s1", "s2", "s3"]
