@@ -194,6 +194,8 @@ def _run(pipeline: Pipeline, args: argparse.Namespace) -> int:
         result = anyio.run(run_pipeline, pipeline, options, reporter)
     finally:
         reporter.close()
+    if result.cleanup_error:
+        print(f"parapipe: {result.cleanup_error}", file=sys.stderr)
     return result.exit_code
 
 

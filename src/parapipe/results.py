@@ -86,6 +86,7 @@ class RunResult:
     image: ImageResult | None
     steps: Mapping[str, StepResult] = field(default_factory=dict)
     signal: int | None = None  # the signal that interrupted the run, if one did
+    cleanup_error: str = ""  # the run's containers could not all be removed: why
 
     @property
     def interrupted(self) -> bool:
@@ -95,7 +96,7 @@ class RunResult:
     def exit_code(self) -> int:
         if self.signal is not None:
             return 128 + self.signal  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
-        if any(r.status is Status.ERROR for r in self.steps.values()):
+        if self.cleanup_error or any(r.status is Status.ERROR for r in self.steps.values()):
             return ExitCode.ENGINE
         if self.image is not None and self.image.status is Status.FAILED:
             return ExitCode.STEP_FAILED

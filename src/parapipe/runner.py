@@ -14,9 +14,10 @@ from typing import TextIO
 import anyio
 from anyio.abc import TaskStatus
 
+from parapipe.changes import unchanged_reason
 from parapipe.engines.base import LABEL_PIPELINE, Engine, LineSink, StepRun
 from parapipe.errors import ImageBuildFailed, ParapipeError
-from parapipe.graph import remaining_path_lengths, select_steps
+from parapipe.graph import needs_within, remaining_path_lengths, select_steps
 from parapipe.history import load_durations, record_durations
 from parapipe.image import plan_image
 from parapipe.models import Pipeline, Step
@@ -35,6 +36,9 @@ class RunOptions:
     keep_going: bool = False
     engine: str = "auto"
     schedule: str = "critical-path"  # or "fifo": ready steps start in the order they got ready
+    no_deps: bool = False  # run exactly `steps`, their needs counted as satisfied
+    # Files changed, relative to image.source, for `when.changed`; None: unknown, all steps run.
+    changed_files: frozenset[str] | None = None
 
 
 async def run_pipeline(
@@ -45,7 +49,7 @@ async def run_pipeline(
     engine: Engine | None = None,
 ) -> RunResult:
     """Run `pipeline`. Usage errors are raised before any engine is contacted."""
-    names = select_steps(pipeline, options.steps)
+    names = select_steps(pipeline, options.steps, with_needs=not options.no_deps)
     if engine is None:
         from parapipe.engines.select import choose_engine
 
@@ -84,7 +88,7 @@ class PipelineRun:
         self.engine_reason = engine_reason
         self.folder = folder
         self.signal: int | None = None
-        needs = {name: pipeline.steps[name].needs for name in names}
+        needs = needs_within(pipeline, names)
         priority: dict[str, float] = {}
         if options.schedule == "critical-path":
             # Of the steps that are ready, start first the one with the longest way to go.
@@ -114,7 +118,7 @@ class PipelineRun:
                 engine=self.engine.name,
                 engine_reason=self.engine_reason,
                 steps=self.names,
-                needs={name: self.pipeline.steps[name].needs for name in self.names},
+                needs=needs_within(self.pipeline, self.names),
                 jobs=self.options.jobs,
                 run_dir=self.folder.path,
             )
@@ -123,15 +127,17 @@ class PipelineRun:
         try:
             async with anyio.create_task_group() as task_group:
                 await task_group.start(self._watch_signals, task_group.cancel_scope)
-                with self._image_scope:
-                    image = await self._prepare_image()
-                if image is not None and image.status is Status.PASSED:
-                    self._image_id = image.image_id
-                    await self.scheduler.run()
+                if self._every_step_unchanged():
+                    await self.scheduler.run()  # no step needs the image: do not build it
+                else:
+                    with self._image_scope:
+                        image = await self._prepare_image()
+                    if image is not None and image.status is Status.PASSED:
+                        self._image_id = image.image_id
+                        await self.scheduler.run()
                 task_group.cancel_scope.cancel()
         finally:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT):
-                await self.engine.remove_containers(self.folder.run_id)
+            cleanup_error = await self._sweep()
         result = RunResult(
             run_id=self.folder.run_id,
             pipeline=self.pipeline.name,
@@ -142,10 +148,24 @@ class PipelineRun:
             image=image,
             steps=self._final_results(image),
             signal=self.signal,
+            cleanup_error=cleanup_error,
         )
         record_durations(self.pipeline.state_dir, self.pipeline.name, result.steps)
         self.reporter.run_finished(result)
         return result
+
+    async def _sweep(self) -> str:
+        """Remove whatever container of this run is left; say why if that is impossible."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT) as deadline:
+            try:
+                await self.engine.remove_containers(self.folder.run_id)
+            except ParapipeError as exc:
+                return str(exc)
+        if deadline.cancelled_caught:
+            return (
+                f"{self.engine.name}: removing the run's containers took over {CLEANUP_TIMEOUT:g}s"
+            )
+        return ""
 
     async def _watch_signals(
         self, run_scope: anyio.CancelScope, *, task_status: TaskStatus[None]
@@ -196,8 +216,16 @@ class PipelineRun:
         self.reporter.image_finished(result)
         return result
 
+    def _every_step_unchanged(self) -> bool:
+        changed = self.options.changed_files
+        steps = self.pipeline.steps
+        return all(unchanged_reason(steps[n].when_changed, changed) for n in self.names)
+
     async def _execute_step(self, name: str) -> StepResult:
         step = self.pipeline.steps[name]
+        unchanged = unchanged_reason(step.when_changed, self.options.changed_files)
+        if unchanged is not None:
+            return StepResult(name=name, status=Status.UNCHANGED, reason=unchanged)
         log_path = self.folder.step_log(name)
         max_attempts = 1 + step.retries
         attempts: list[AttemptResult] = []
@@ -236,7 +264,7 @@ class PipelineRun:
             with anyio.move_on_after(step.timeout) as deadline:
                 exit_code = await self.engine.run_step(run, log)
         except ParapipeError as exc:
-            reason = f"{self.engine.name}: {exc}"
+            reason = str(exc)
             log(f"parapipe: {reason}")
             return AttemptResult(
                 number=number,

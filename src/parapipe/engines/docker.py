@@ -332,7 +332,21 @@ class DockerEngine(Engine):
             raise EngineError(
                 f"{self.name} could not run step {run.step!r}: {argvs.error_line(cli_errors)}"
             )
+        if code > 128 and not await self._answers():
+            # A daemon that shuts down kills its containers (137) after it stopped answering:
+            # that is the engine going away, not the step failing.
+            raise EngineError(
+                f"{self.name}: the daemon on {self.endpoint()} stopped answering while step"
+                f" {run.step!r} ran (its container ended with exit {code}); {self.start_hint}"
+            )
         return code
+
+    async def _answers(self) -> bool:
+        try:
+            await self.check()
+        except EngineUnavailable:
+            return False
+        return True
 
     async def _local_or_pulled(self, ref: str, log: LineSink) -> str:
         found = await self.find_image(ref)
