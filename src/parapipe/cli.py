@@ -13,11 +13,12 @@ from parapipe import __version__
 from parapipe.errors import ExitCode, ParapipeError, SpecError
 
 if TYPE_CHECKING:
+    from parapipe.changes import Changes
     from parapipe.models import Pipeline
 
 DEFAULT_SPEC = Path("pipelines/ci.yaml")
-ENGINES = ("auto", "docker", "podman")
-OUTPUTS = ("auto", "tty", "plain", "quiet")
+ENGINES = ("auto", "docker", "podman", "dagger")
+OUTPUTS = ("auto", "tty", "plain", "quiet", "github")
 GRAPH_FORMATS = ("text", "mermaid", "dot")
 SCHEDULES = ("critical-path", "fifo")
 
@@ -25,7 +26,7 @@ EXIT_CODES_HELP = """\
 exit codes:
   0    every step passed
   1    a step failed (or a setup command of the image)
-  2    invalid spec or usage
+  2    invalid spec or usage, or a --junit/--report/--timeline file that cannot be written
   3    no container engine reachable, or an internal error
   130  interrupted (Ctrl-C); 143 for SIGTERM
 """
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "steps",
         nargs="*",
         metavar="STEP",
-        help="run only these steps and everything they need (default: every step)",
+        help="run only these steps and everything they need, or with --no-deps only these "
+        "(default: every step)",
     )
     run.add_argument(
         "-j",
@@ -97,7 +99,36 @@ def build_parser() -> argparse.ArgumentParser:
         choices=OUTPUTS,
         default="auto",
         help="tty: live view; plain: prefixed lines for logs; quiet: failures and the "
-        "summary only; auto: tty on a terminal, else plain (default: auto)",
+        "summary only; github: plain lines with each step's log folded into a group; auto: "
+        "github when GITHUB_ACTIONS=true, else tty on a terminal, else plain (default: auto)",
+    )
+    run.add_argument(
+        "--no-deps",
+        action="store_true",
+        help="run exactly the named steps, treating their needs as passed (as one job of "
+        "'export github --split' does)",
+    )
+    run.add_argument(
+        "--changed-since",
+        metavar="REF",
+        help="skip each step with 'when: {changed: [...]}' whose globs match no file that "
+        "differs between the working tree and the merge-base of REF and HEAD (untracked "
+        "files count as changed); without it such steps always run",
+    )
+    run.add_argument(
+        "--junit", type=Path, metavar="PATH", help="write a JUnit XML report, one testcase per step"
+    )
+    run.add_argument(
+        "--report",
+        type=Path,
+        metavar="PATH",
+        help="write a JSON record of the run (schema: docs/report-schema.json)",
+    )
+    run.add_argument(
+        "--timeline",
+        type=Path,
+        metavar="PATH",
+        help="write a self-contained HTML Gantt chart of the run, critical path outlined",
     )
 
     validate = commands.add_parser(
@@ -117,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument(
         "steps", nargs="*", metavar="STEP", help="only these steps and what they need"
     )
+
+    from parapipe.cli_commands import add_export_parser, add_hook_parser
+
+    add_export_parser(commands, _add_spec_option)
+    add_hook_parser(commands, _add_spec_option)
     return parser
 
 
@@ -161,6 +197,10 @@ def _needs_prefix(exc: ParapipeError) -> bool:
 def _dispatch(args: argparse.Namespace) -> int:
     from parapipe.spec import load_pipeline
 
+    if args.command in ("export", "hook"):
+        from parapipe.cli_commands import dispatch
+
+        return dispatch(args)
     pipeline = load_pipeline(args.spec)
     if args.command == "validate":
         count = len(pipeline.steps)
@@ -174,9 +214,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     return _run(pipeline, args)
 
 
-def _run(pipeline: Pipeline, args: argparse.Namespace) -> int:
+def _run(pipeline: Pipeline, args: argparse.Namespace, changes: Changes | None = None) -> int:
+    """`parapipe run`; `changes` are the pushed changes when a pre-push hook runs it."""
     import anyio
 
+    from parapipe.cli_commands import check_run_options, run_changes
     from parapipe.graph import select_steps
     from parapipe.reporters.factory import make_reporter
     from parapipe.runner import RunOptions, run_pipeline
@@ -187,9 +229,13 @@ def _run(pipeline: Pipeline, args: argparse.Namespace) -> int:
         keep_going=args.keep_going,
         engine=args.engine,
         schedule=args.schedule,
+        no_deps=args.no_deps,
+        changed_files=run_changes(pipeline, args, changes),
     )
-    select_steps(pipeline, options.steps)  # an unknown step is a usage error before any engine
-    reporter = make_reporter(args.output)
+    # An unknown step or an unwritable report is a usage error before any engine is contacted.
+    select_steps(pipeline, options.steps, with_needs=not options.no_deps)
+    reports = check_run_options(args)
+    reporter = make_reporter(args.output, pipeline=pipeline, reports=reports)
     try:
         result = anyio.run(run_pipeline, pipeline, options, reporter)
     finally:

@@ -15,17 +15,32 @@ def needs_of(steps: Mapping[str, Step]) -> dict[str, tuple[str, ...]]:
     return {name: step.needs for name, step in steps.items()}
 
 
-def select_steps(pipeline: Pipeline, wanted: Sequence[str]) -> list[str]:
+def select_steps(
+    pipeline: Pipeline, wanted: Sequence[str], *, with_needs: bool = True
+) -> list[str]:
     """The steps named on the command line plus everything they transitively need, in a
-    topological order (all steps when none are named)."""
+    topological order (all steps when none are named). `with_needs=False` (`--no-deps`) takes
+    only the named steps."""
     unknown = [name for name in wanted if name not in pipeline.steps]
     if unknown:
         name = unknown[0]
         hint = difflib.get_close_matches(name, pipeline.steps, n=1)
         suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
         raise UsageError(f"{pipeline.spec_path.name}: no step named '{name}'{suggestion}")
-    chosen = set(pipeline.steps) if not wanted else _with_needs(pipeline.steps, wanted)
+    if not wanted:
+        chosen = set(pipeline.steps)
+    elif with_needs:
+        chosen = _with_needs(pipeline.steps, wanted)
+    else:
+        chosen = set(wanted)
     return [name for name in topological_order(pipeline.steps) if name in chosen]
+
+
+def needs_within(pipeline: Pipeline, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Each selected step's needs among the selected steps: a need left out of the selection
+    (`--no-deps`) counts as satisfied."""
+    chosen = set(names)
+    return {name: tuple(n for n in pipeline.steps[name].needs if n in chosen) for name in names}
 
 
 def _with_needs(steps: Mapping[str, Step], wanted: Iterable[str]) -> set[str]:

@@ -102,7 +102,7 @@ class PipelineRun:
             jobs=options.jobs,
             keep_going=options.keep_going,
             priority=priority,
-            on_start=reporter.step_started,
+            on_start=self._step_started,
             on_finish=self._step_finished,
         )
         self._image_scope = anyio.CancelScope()
@@ -125,7 +125,10 @@ class PipelineRun:
         )
         image: ImageResult | None = None
         try:
-            async with anyio.create_task_group() as task_group:
+            async with (
+                self.engine.session(self.folder.path),
+                anyio.create_task_group() as task_group,
+            ):
                 await task_group.start(self._watch_signals, task_group.cancel_scope)
                 if self._every_step_unchanged():
                     await self.scheduler.run()  # no step needs the image: do not build it
@@ -215,6 +218,12 @@ class PipelineRun:
                 )
         self.reporter.image_finished(result)
         return result
+
+    def _step_started(self, name: str) -> None:
+        # A step left out as unchanged never starts: it is only reported as it finishes.
+        changed = self.options.changed_files
+        if unchanged_reason(self.pipeline.steps[name].when_changed, changed) is None:
+            self.reporter.step_started(name)
 
     def _every_step_unchanged(self) -> bool:
         changed = self.options.changed_files

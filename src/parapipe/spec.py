@@ -24,12 +24,13 @@ from parapipe import spec_yaml
 from parapipe.errors import SpecError
 from parapipe.models import DEFAULT_WORKDIR, DockerfileBuild, ImageSpec, Location, Pipeline, Step
 from parapipe.spec_execution import EXECUTION_KEYS, ExecutionOptions, read_execution
+from parapipe.spec_when import read_tags, read_when
 from parapipe.spec_yaml import Entry, is_null, is_string, kind, quoted
 
 PIPELINE_KEYS: Final = ("name", "defaults", "image", "steps")
 IMAGE_KEYS: Final = ("from", "build", "source", "exclude", "workdir", "env", "setup", "host_ca")
 BUILD_KEYS: Final = ("context", "dockerfile", "args")
-STEP_KEYS: Final = ("run", "needs", "env", *EXECUTION_KEYS)
+STEP_KEYS: Final = ("run", "needs", "env", "tags", "when", *EXECUTION_KEYS)
 
 # Keys that later versions of parapipe add. They get their own message instead of "unknown key"
 # (and are never silently ignored); the feature that implements one moves it out of here.
@@ -44,10 +45,8 @@ NOT_SUPPORTED_YET: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
                 "outputs",
                 "caches",
                 "secrets",
-                "when",
                 "inputs",
                 "cache",
-                "tags",
             }
         ),
     }
@@ -450,6 +449,8 @@ class _SpecReader:
                 needs.append((need, item))
         env = self.env(keys["env"].value, f"'env' of {where}") if "env" in keys else {}
         execution = read_execution(keys, where, self.file, self.defaults)
+        tags = read_tags(keys["tags"].value, where, self.file) if "tags" in keys else ()
+        when = read_when(keys["when"].value, where, self.file) if "when" in keys else None
         step = Step(
             name=name,
             run=run,
@@ -461,6 +462,8 @@ class _SpecReader:
             retry_on=execution.retry_on,
             retry_on_timeout=execution.retry_on_timeout,
             allow_failure=execution.allow_failure,
+            tags=tags,
+            when_changed=when,
         )
         return step, needs
 

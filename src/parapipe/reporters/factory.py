@@ -1,36 +1,108 @@
-"""Choose a reporter for `--output auto|tty|plain|quiet` and the stream it writes to."""
+"""Choose a reporter for `--output auto|tty|plain|quiet|github` and the stream it writes to,
+plus the report writers and, on GitHub Actions, the annotations and the job summary."""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
 
 from parapipe.errors import UsageError
+from parapipe.history import load_durations
+from parapipe.models import Pipeline
 from parapipe.reporters.base import Reporter
+from parapipe.reporters.fanout import FanoutReporter
+from parapipe.reporters.github import (
+    GitHubAnnotations,
+    GitHubLogReporter,
+    SourceMap,
+    is_github_actions,
+)
+from parapipe.reporters.github_summary import GitHubSummary, summary_path
+from parapipe.reporters.json_report import JsonReporter
+from parapipe.reporters.junit import JUnitReporter
 from parapipe.reporters.live import LiveReporter
 from parapipe.reporters.plain import PlainReporter, QuietReporter
+from parapipe.reporters.timeline import TimelineReporter
 
-MODES = ("auto", "tty", "plain", "quiet")
+MODES = ("auto", "tty", "plain", "quiet", "github")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportPaths:
+    junit: Path | None = None  # --junit
+    report: Path | None = None  # --report
+    timeline: Path | None = None  # --timeline
 
 
 def make_reporter(
-    mode: str, stream: TextIO | None = None, *, environ: Mapping[str, str] | None = None
+    mode: str,
+    stream: TextIO | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    pipeline: Pipeline | None = None,
+    reports: ReportPaths = ReportPaths(),
 ) -> Reporter:
-    """The reporter for `mode`, writing to `stream` (stdout by default).
+    """The view for `mode` (see `make_view`), plus a writer for each report asked for and, when
+    `GITHUB_ACTIONS=true`, the annotations and the job summary."""
+    stream = sys.stdout if stream is None else stream
+    env = os.environ if environ is None else environ
+    durations = load_durations(pipeline.state_dir, pipeline.name) if pipeline else None
+    view = make_view(mode, stream, environ=env, durations=durations)
+    extra: list[Reporter] = []
+    if is_github_actions(env):
+        extra.append(GitHubAnnotations(stream, _source_map(pipeline)))
+        summary = summary_path(env)
+        if summary is not None:
+            extra.append(GitHubSummary(summary))
+    if reports.junit is not None:
+        extra.append(JUnitReporter(reports.junit))
+    if reports.report is not None:
+        extra.append(JsonReporter(reports.report))
+    if reports.timeline is not None:
+        extra.append(TimelineReporter(reports.timeline))
+    # The view first: a report that cannot be written must not keep the summary off screen.
+    return FanoutReporter([view, *extra]) if extra else view
 
-    `auto` is the live view when the stream is a terminal that is not `TERM=dumb`, else plain
-    lines. `NO_COLOR` (set and not empty, per no-color.org) turns colour off in the live view.
+
+def _source_map(pipeline: Pipeline | None) -> SourceMap | None:
+    if pipeline is None:
+        return None
+    return SourceMap(
+        workdir=pipeline.image.workdir,
+        source=pipeline.image.source,
+        repo_root=pipeline.project_root,
+    )
+
+
+def make_view(
+    mode: str,
+    stream: TextIO | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    durations: Mapping[str, float] | None = None,
+) -> Reporter:
+    """The reporter that shows the run for `mode`, writing to `stream` (stdout by default).
+
+    `auto` is `github` when `GITHUB_ACTIONS=true`, else the live view when the stream is a
+    terminal that is not `TERM=dumb`, else plain lines. `NO_COLOR` (set and not empty, per
+    no-color.org) turns colour off in the live view, whose ETA comes from `durations`.
     """
     stream = sys.stdout if stream is None else stream
     env = os.environ if environ is None else environ
     if mode not in MODES:
         raise UsageError(f"unknown output mode {mode!r}: choose one of {', '.join(MODES)}")
+    if mode == "auto" and is_github_actions(env):
+        mode = "github"
     if mode == "auto":
         mode = "tty" if is_interactive(stream, env) else "plain"
+    if mode == "github":
+        return GitHubLogReporter(stream)
     if mode == "plain":
         return PlainReporter(stream)
     if mode == "quiet":
@@ -41,7 +113,7 @@ def make_reporter(
         no_color=env.get("NO_COLOR", "") != "",
         highlight=False,
     )
-    return LiveReporter(console)
+    return LiveReporter(console, durations=durations)
 
 
 def is_interactive(stream: TextIO, environ: Mapping[str, str]) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from parapipe.reporters.base import Reporter, RunInfo
+from parapipe.reporters.eta import estimate_remaining
 from parapipe.reporters.summary import (
     STATUS_STYLES,
     TAIL_LINES,
@@ -123,8 +124,11 @@ class LiveReporter(Reporter):
         *,
         refresh_per_second: float = REFRESH_PER_SECOND,
         clock: Callable[[], float] = time.monotonic,
+        durations: Mapping[str, float] | None = None,
     ) -> None:
         self.console = console
+        self._durations = dict(durations or {})  # earlier runs' median seconds, for the ETA
+        self._jobs = 1
         self._refresh_per_second = refresh_per_second
         self._clock = clock
         self._lock = threading.Lock()
@@ -142,6 +146,7 @@ class LiveReporter(Reporter):
         with self._lock:
             self._order = tuple(info.steps)
             self._needs = dict(info.needs)
+            self._jobs = info.jobs
             for name in info.steps:
                 self._rows.setdefault(name, _Row(label=name))
         header = Text.assemble(
@@ -213,8 +218,9 @@ class LiveReporter(Reporter):
         with self._lock:
             rows = [self._image] if self._image is not None else []
             rows += self._rows.values()
-            shown, hidden = _fit(rows, max(self.console.size.height - 2, 4))
             now = self._clock()
+            eta = self._eta(now)
+            shown, hidden = _fit(rows, max(self.console.size.height - 2 - bool(eta), 4))
             # Two columns short of the edge: the terminal echoes `^C` where the cursor is, and
             # at the edge that wraps a line, which leaves a stale row when the view is erased.
             width = max(self.console.size.width - 2, 20)
@@ -231,9 +237,31 @@ class LiveReporter(Reporter):
                     self._duration(row, now),
                     self._last_column(row),
                 )
-            if not hidden:
-                return table
-            return Group(table, Text(f"… {len(hidden)} more: {_tally(hidden)}", style="dim"))
+            parts: list[RenderableType] = [table]
+            if hidden:
+                parts.append(Text(f"… {len(hidden)} more: {_tally(hidden)}", style="dim"))
+            if eta:
+                parts.append(Text(eta, style="dim"))
+            return parts[0] if len(parts) == 1 else Group(*parts)
+
+    def _eta(self, now: float) -> str:
+        """`ETA: about 1m20s left (from earlier runs)` while steps run; "" when unknown."""
+        if not self._durations or not self._needs:
+            return ""
+        if self._image is not None and self._image.status is Status.RUNNING:
+            return ""  # how long the image takes is not known, and no step has started
+        running = {
+            name: now - row.started
+            for name, row in self._rows.items()
+            if row.status is Status.RUNNING and row.started is not None
+        }
+        done = [name for name, row in self._rows.items() if row.status.finished]
+        estimate = estimate_remaining(
+            self._needs, self._durations, done=done, running=running, jobs=self._jobs
+        )
+        if estimate is None or len(done) == len(self._rows):
+            return ""
+        return f"ETA: {estimate.describe()} (from earlier runs)"
 
     def _row(self, name: str) -> _Row:
         return self._rows.setdefault(name, _Row(label=name))

@@ -1,0 +1,274 @@
+"""Which files changed, for `when: {changed: [globs]}`: since a ref, or in the refs being pushed.
+
+Paths are POSIX paths relative to the pipeline's source folder, the folder the globs are written
+against. When the changes cannot be known, the answer says why and carries no files, and every
+step runs: a step is only ever left out because we know nothing it watches changed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from parapipe.errors import UsageError
+
+_ZERO_SHA = re.compile(r"0+")
+GIT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Changes:
+    files: frozenset[str] | None  # relative to the source folder; None: unknown, run everything
+    note: str  # one line for the user: what was compared, or why every step runs
+    nothing_pushed: bool = False  # the push only deletes refs: there is nothing to check
+
+
+# -- globs ---------------------------------------------------------------------------------------
+
+
+def glob_problem(pattern: str) -> str | None:
+    """Why `pattern` cannot be a `when.changed` glob, or None when it can."""
+    body = pattern.removeprefix("!")
+    if not body.strip():
+        return "is empty"
+    if body.startswith("/") or re.match(r"[A-Za-z]:[\\/]", body):
+        return "must be relative to the source folder, not absolute"
+    if "\\" in body:
+        return "must use '/' between folders"
+    if ".." in body.split("/"):
+        return "must not leave the source folder with '..'"
+    try:
+        _compile(body)
+    except re.error as exc:
+        return f"is not a valid glob ({exc.msg})"
+    return None
+
+
+def matching(globs: Sequence[str], files: Iterable[str]) -> list[str]:
+    """The files that `globs` select, as GitHub Actions' `paths` filter does.
+
+    `*` and `?` stay within one folder, `**` crosses folders, `[abc]` is a set; a glob that
+    names a folder covers everything in it; a glob starting with `!` takes back files that
+    earlier globs selected.
+    """
+    compiled = [(g.startswith("!"), _compile(g.removeprefix("!"))) for g in globs]
+    chosen: list[str] = []
+    for path in files:
+        selected = False
+        for negated, regex in compiled:
+            if regex.fullmatch(path):
+                selected = not negated
+        if selected:
+            chosen.append(path)
+    return chosen
+
+
+@lru_cache(maxsize=256)
+def _compile(glob: str) -> re.Pattern[str]:
+    glob = glob.removeprefix("./").rstrip("/")
+    parts: list[str] = []
+    index = 0
+    while index < len(glob):
+        char = glob[index]
+        if glob.startswith("**/", index):
+            parts.append("(?:.*/)?")
+            index += 3
+        elif glob.startswith("**", index):
+            parts.append(".*")
+            index += 2
+        elif char == "*":
+            parts.append("[^/]*")
+            index += 1
+        elif char == "?":
+            parts.append("[^/]")
+            index += 1
+        elif char == "[":
+            end = glob.find("]", index + 2)
+            if end == -1:
+                raise re.error("'[' without a closing ']'")
+            members = glob[index + 1 : end]
+            if members.startswith("!"):
+                members = "^" + members[1:]
+            parts.append("[" + members.replace("\\", "\\\\") + "]")
+            index = end + 1
+        else:
+            parts.append(re.escape(char))
+            index += 1
+    # A glob matching a folder covers the files under it.
+    return re.compile("".join(parts) + "(?:/.*)?", re.DOTALL)
+
+
+# -- git -----------------------------------------------------------------------------------------
+
+
+class _GitFailed(Exception):
+    """git could not answer; the message says what was asked."""
+
+
+def _git(folder: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(folder), *args],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            check=False,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise _GitFailed(f"git {args[0]}: {exc}") from exc
+    if done.returncode != 0:
+        detail = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        raise _GitFailed(f"git {args[0]}: {detail}")
+    return done.stdout
+
+
+def _names(output: str) -> list[str]:
+    return [name for name in output.split("\0") if name]
+
+
+def _diff(top: str, *revisions: str) -> list[str]:
+    """Paths relative to the repository's top, whatever `diff.relative` says. No rename
+    detection: a renamed file changes both its old and its new path."""
+    output = _git(
+        Path(top), "diff", "--name-only", "--no-relative", "--no-renames", "-z", *revisions, "--"
+    )
+    return _names(output)
+
+
+def _under_source(source: Path, top: str, paths: Iterable[str]) -> frozenset[str]:
+    """Repository paths turned into paths relative to the source folder (others dropped)."""
+    prefix = Path(os.path.relpath(source.resolve(), Path(top).resolve())).as_posix()
+    if prefix == ".":
+        return frozenset(paths)
+    if prefix.startswith("../"):
+        return frozenset()
+    return frozenset(p[len(prefix) + 1 :] for p in paths if p.startswith(prefix + "/"))
+
+
+def _top(source: Path) -> str:
+    return _git(source, "rev-parse", "--show-toplevel").strip()
+
+
+def changed_since(source: Path, ref: str) -> Changes:
+    """`--changed-since REF`: files that differ between the working tree and the merge-base of
+    REF and HEAD, plus untracked files; the steps run on the working tree, so that is what they
+    would see. A REF that names nothing is a usage error."""
+    try:
+        top = _top(source)
+    except _GitFailed as exc:
+        raise UsageError(f"--changed-since needs a git repository: {exc}") from exc
+    try:
+        _git(source, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except _GitFailed as exc:
+        raise UsageError(f"--changed-since: {ref!r} is not a commit in this repository") from exc
+    try:
+        base = _git(source, "merge-base", ref, "HEAD").strip()
+        files = _diff(top, base)
+        files += _names(_git(Path(top), "ls-files", "-z", "--others", "--exclude-standard"))
+    except _GitFailed as exc:
+        return Changes(files=None, note=f"cannot compare with {ref} ({exc}): running every step")
+    changed = _under_source(source, top, files)
+    return Changes(files=changed, note=f"{_count(changed)} changed since {ref} ({base[:10]})")
+
+
+def pushed_changes(source: Path, ranges: str, remote: str) -> Changes:
+    """The files changed by a push, from the lines git hands a pre-push hook on stdin:
+    `<local ref> <local sha> <remote ref> <remote sha>`, one per ref pushed.
+
+    A new branch is compared with its merge-base with the remote's default branch; a deleted
+    branch adds nothing. When any range cannot be worked out, the changes are unknown.
+    """
+    lines = [line.split() for line in ranges.splitlines() if line.strip()]
+    if not lines:
+        return Changes(files=None, note="git named no refs being pushed: running every step")
+    try:
+        top = _top(source)
+        files: set[str] = set()
+        compared: list[str] = []
+        for fields in lines:
+            pushed = _pushed_range(source, fields, remote)
+            if pushed is not None:
+                ref, base, tip = pushed
+                files.update(_diff(top, base, tip))
+                compared.append(f"{_short_ref(ref)} {base[:10]}..{tip[:10]}")
+    except _GitFailed as exc:
+        return Changes(
+            files=None, note=f"cannot tell what the push changes ({exc}): running every step"
+        )
+    if not compared:
+        return Changes(files=frozenset(), note="the push only deletes refs", nothing_pushed=True)
+    changed = _under_source(source, top, files)
+    return Changes(files=changed, note=f"{_count(changed)} changed in {', '.join(compared)}")
+
+
+def _pushed_range(source: Path, fields: list[str], remote: str) -> tuple[str, str, str] | None:
+    """(local ref, base, tip) of one pre-push line; None for a deleted ref."""
+    if len(fields) != 4:
+        raise _GitFailed(f"unexpected pre-push line {' '.join(fields)!r}")
+    local_ref, local_sha, _remote_ref, remote_sha = fields
+    if _ZERO_SHA.fullmatch(local_sha):
+        return None  # a deleted ref: nothing new to check
+    if _ZERO_SHA.fullmatch(remote_sha):
+        return local_ref, _new_branch_base(source, local_sha, remote), local_sha
+    # A force-push over commits this clone never fetched leaves nothing to compare with.
+    _git(source, "cat-file", "-e", f"{remote_sha}^{{commit}}")
+    return local_ref, remote_sha, local_sha
+
+
+def refs_changes(source: Path, from_ref: str, to_ref: str) -> Changes:
+    """The files changed between two refs (pre-commit hands a pre-push hook these)."""
+    try:
+        top = _top(source)
+        changed = _under_source(source, top, _diff(top, from_ref, to_ref))
+    except _GitFailed as exc:
+        return Changes(
+            files=None, note=f"cannot compare {from_ref}..{to_ref} ({exc}): running every step"
+        )
+    return Changes(
+        files=changed, note=f"{_count(changed)} changed in {from_ref[:10]}..{to_ref[:10]}"
+    )
+
+
+def _new_branch_base(source: Path, local_sha: str, remote: str) -> str:
+    """Where a branch new on the remote forked from the remote's default branch."""
+    default = _default_branch(source, remote)
+    return _git(source, "merge-base", default, local_sha).strip()
+
+
+def _default_branch(source: Path, remote: str) -> str:
+    # `git push URL` hands the hook the URL as the remote's name: it has no tracking refs.
+    try:
+        head = _git(source, "symbolic-ref", "--quiet", f"refs/remotes/{remote}/HEAD").strip()
+    except _GitFailed:
+        head = ""
+    candidates = [head] if head else []
+    candidates += [f"refs/remotes/{remote}/main", f"refs/remotes/{remote}/master"]
+    for candidate in candidates:
+        try:
+            _git(source, "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}")
+        except _GitFailed:
+            continue
+        return candidate
+    raise _GitFailed(f"a new branch, and no default branch of {remote!r} to compare it with")
+
+
+def _short_ref(ref: str) -> str:
+    return ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
+
+
+def _count(files: frozenset[str]) -> str:
+    return f"{len(files)} file{'s' if len(files) != 1 else ''}"
+
+
+def unchanged_reason(globs: Sequence[str] | None, changed: frozenset[str] | None) -> str | None:
+    """Why a step with `when.changed: globs` need not run, or None when it must run: it has no
+    such condition, the changes are unknown, or a changed file matches."""
+    if globs is None or changed is None or matching(globs, changed):
+        return None
+    return f"no changed file matches {', '.join(globs)}"

@@ -1,0 +1,53 @@
+"""The fan-out reporter: every reporter hears every event, in order, even after one fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from parapipe.reporters.base import Reporter
+from parapipe.reporters.fanout import FanoutReporter
+from parapipe.reporters.report_file import ReportError
+from parapipe.results import RunResult
+from tests.unit.report_samples import drive, sample_run
+
+
+class Recorder(Reporter):
+    def __init__(self, log: list[str], name: str, fail_on: str = "") -> None:
+        self.log, self.name, self.fail_on = log, name, fail_on
+
+    def _note(self, event: str) -> None:
+        self.log.append(f"{self.name}:{event}")
+        if event == self.fail_on:
+            raise ReportError(f"{self.name} cannot write")
+
+    def step_finished(self, result: object) -> None:
+        self._note("step_finished")
+
+    def run_finished(self, result: RunResult) -> None:
+        self._note("run_finished")
+
+    def close(self) -> None:
+        self._note("close")
+
+
+def test_events_reach_every_reporter_in_order(tmp_path: Path) -> None:
+    info, result = sample_run(tmp_path)
+    log: list[str] = []
+    drive(FanoutReporter([Recorder(log, "a"), Recorder(log, "b")]), info, result)
+    assert log[:2] == ["a:step_finished", "b:step_finished"]
+    assert log[-4:] == ["a:run_finished", "b:run_finished", "a:close", "b:close"]
+
+
+def test_a_failing_reporter_does_not_silence_the_others_and_its_error_comes_out(
+    tmp_path: Path,
+) -> None:
+    _, result = sample_run(tmp_path)
+    log: list[str] = []
+    fanout = FanoutReporter(
+        [Recorder(log, "a", fail_on="run_finished"), Recorder(log, "b", fail_on="run_finished")]
+    )
+    with pytest.raises(ReportError, match="a cannot write"):
+        fanout.run_finished(result)
+    assert log == ["a:run_finished", "b:run_finished"]
