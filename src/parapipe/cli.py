@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=ENGINES,
         default=os.environ.get("PARAPIPE_ENGINE", "auto"),
-        help="container engine; auto takes the first that answers, docker then podman "
+        help="container engine; auto takes dagger when a Dagger session is open or a dagger "
+        "CLI answers, else the first of docker and podman that answers "
         "(default: $PARAPIPE_ENGINE or auto)",
     )
     run.add_argument(

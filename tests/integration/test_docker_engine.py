@@ -176,8 +176,8 @@ async def test_choose_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     engine, reason = await choose_engine("auto")
     assert engine.name == "docker"
     assert reason == "the first engine that answered"
-    with pytest.raises(UsageError, match="unknown engine 'dagger'"):
-        await choose_engine("dagger")
+    with pytest.raises(UsageError, match="unknown engine 'rocket'"):
+        await choose_engine("rocket")
 
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/nothing.sock")
     monkeypatch.setenv("PATH", f"{Path(shutil.which('docker') or '').parent}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -82,6 +83,13 @@ class Engine(ABC):
     @abstractmethod
     async def check(self) -> None:
         """Raise `EngineUnavailable` (one line, saying how to fix it) unless the engine answers."""
+
+    def session(self, run_dir: Path) -> AbstractAsyncContextManager[None]:
+        """Hold what the engine needs for one run (Dagger: its connection), open from before
+        `resolve_base` until every step has finished; `remove_containers` runs after it closes.
+        `run_dir` is the run's folder, for the engine's own logs. Raises `EngineUnavailable` when
+        it cannot be opened. The CLI engines need nothing: by default this holds nothing."""
+        return nullcontext()
 
     @abstractmethod
     async def resolve_base(self, image: ImageSpec, log: LineSink) -> str:

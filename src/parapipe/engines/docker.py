@@ -99,7 +99,7 @@ class DockerEngine(Engine):
     async def find_image(self, tag: str) -> str | None:
         answer = await self._query(argvs.image_id_argv(self.binary, tag))
         if answer.returncode == 0:
-            return _text(answer.stdout).strip() or None
+            return argvs.normalized_image_id(_text(answer.stdout)) or None
         problem = argvs.error_line(_text(answer.stderr).splitlines())
         if _means_no_such_image(problem):
             return None
@@ -329,8 +329,11 @@ class DockerEngine(Engine):
         if code < 0:
             raise EngineError(f"{self.name}: `{self.binary} run` was killed by signal {-code}")
         if code in _RUN_FAILURE_CODES and any(line.strip() for line in cli_errors):
+            problem = argvs.error_line(cli_errors)
+            hint = argvs.rlimit_hint(problem)
             raise EngineError(
-                f"{self.name} could not run step {run.step!r}: {argvs.error_line(cli_errors)}"
+                f"{self.name} could not run step {run.step!r}: {problem}"
+                + (f"; {hint}" if hint else "")
             )
         if code > 128 and not await self._answers():
             # A daemon that shuts down kills its containers (137) after it stopped answering:

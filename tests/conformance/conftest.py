@@ -1,0 +1,67 @@
+"""Which engines the conformance suite can run on here, and why not the others.
+
+An engine that cannot be reached is skipped with the reason, never passed: Docker needs its
+daemon and the seeded busybox; Podman needs `podman` and busybox in its own storage (both from
+scripts/setup); Dagger needs an open session (`dagger run`) or a `dagger` CLI whose engine
+answers the same probe `--engine auto` uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+
+import anyio
+import pytest
+
+from parapipe.engines import dagger_probe
+from parapipe.errors import EngineUnavailable
+from tests.conformance.pipelines import BUSYBOX
+
+ENGINES = ("docker", "podman", "dagger")
+
+
+@functools.cache
+def why_unreachable(engine: str) -> str | None:
+    """Why the suite cannot run on `engine` here, or None when it can."""
+    if engine == "dagger":
+        return _dagger_unreachable()
+    if shutil.which(engine) is None:
+        return f"{engine} is not installed (scripts/setup installs it)"
+    info = ["info"] if engine == "docker" else ["info", "--format", "{{.Version.Version}}"]
+    if _quietly(engine, *info) != 0:
+        return f"`{engine} info` failed: {engine} does not answer here"
+    if _quietly(engine, "image", "inspect", BUSYBOX) != 0:
+        return f"{BUSYBOX} is not in {engine}'s images (scripts/setup puts it there)"
+    return None
+
+
+def _dagger_unreachable() -> str | None:
+    target = dagger_probe.find_target(download=False)
+    if target is None:
+        return (
+            "Dagger is not reachable here: no Dagger session (DAGGER_SESSION_PORT) and no"
+            " `dagger` CLI on PATH; run under `dagger run pytest tests/conformance` to include it"
+        )
+    try:
+        anyio.run(dagger_probe.probe, target)
+    except EngineUnavailable as exc:
+        return f"Dagger is not reachable here: {exc}"
+    return None
+
+
+def _quietly(*argv: str) -> int:
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=30, check=False).returncode
+    except subprocess.TimeoutExpired:
+        return -1
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    why = why_unreachable(name)
+    if why is not None:
+        pytest.skip(why)
+    return name

@@ -1,0 +1,140 @@
+"""The pipelines every engine must run alike, each with the one result every engine must give.
+
+Busybox steps only, so the whole suite takes seconds per engine. A step's log is compared line
+for line, up to the runner's own closing line (`parapipe: passed after 0.31s`, which holds a
+duration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from parapipe.results import Status
+
+BUSYBOX = "busybox:latest"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conformance:
+    name: str
+    spec: str  # the spec after `name:`
+    files: dict[str, str] = field(default_factory=dict)  # source files beside the spec
+    keep_going: bool = False
+    exit_code: int
+    statuses: dict[str, Status]
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+    logs: dict[str, list[str]] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    image_failure: str | None = None  # the image's reason, when it fails to build
+    # (before, after): `after` starts only once `before` has finished.
+    order: tuple[tuple[str, str], ...] = ()
+
+
+PASS = Conformance(
+    name="pass",
+    spec=f"""
+image:
+  from: {BUSYBOX}
+  env: {{GREETING: hello}}
+  setup: [echo built > /built]
+steps:
+  env:
+    run: ['echo "$GREETING $STEP_VAR"', pwd]
+    env: {{STEP_VAR: from-step}}
+  files: {{run: [cat data.txt, cat /built, 'test ! -e .parapipe']}}
+  streams: {{run: 'echo out; echo err >&2; echo out2'}}
+""",
+    files={"data.txt": "data\n"},
+    exit_code=0,
+    statuses={"env": Status.PASSED, "files": Status.PASSED, "streams": Status.PASSED},
+    exit_codes={"env": 0, "files": 0, "streams": 0},
+    logs={
+        "env": ['$ echo "$GREETING $STEP_VAR"', "hello from-step", "$ pwd", "/src"],
+        "files": ["$ cat data.txt", "data", "$ cat /built", "built", "$ test ! -e .parapipe"],
+        # stderr joins stdout in the container, so the order is the order written.
+        "streams": ["$ echo out; echo err >&2; echo out2", "out", "err", "out2"],
+    },
+)
+
+FAIL = Conformance(
+    name="fail",
+    spec=f"""
+image: {{from: {BUSYBOX}}}
+steps:
+  ok: {{run: "true"}}
+  bad: {{run: [echo before, exit 3, echo never], needs: [ok]}}
+  after: {{run: echo after, needs: [bad]}}
+""",
+    exit_code=1,
+    statuses={"ok": Status.PASSED, "bad": Status.FAILED, "after": Status.SKIPPED},
+    exit_codes={"ok": 0, "bad": 3, "after": None},
+    logs={"ok": ["$ true"], "bad": ["$ echo before", "before", "$ exit 3", "parapipe: exit 3"]},
+    reasons={"bad": "exit code 3", "after": "needs 'bad', which failed"},
+    order=(("ok", "bad"),),
+)
+
+DIAMOND = Conformance(
+    name="diamond",
+    spec=f"""
+image: {{from: {BUSYBOX}}}
+steps:
+  top: {{run: echo top}}
+  left: {{run: echo left, needs: [top]}}
+  right: {{run: echo right, needs: [top]}}
+  bottom: {{run: echo bottom, needs: [left, right]}}
+""",
+    exit_code=0,
+    statuses=dict.fromkeys(("top", "left", "right", "bottom"), Status.PASSED),
+    exit_codes=dict.fromkeys(("top", "left", "right", "bottom"), 0),
+    logs={name: [f"$ echo {name}", name] for name in ("top", "left", "right", "bottom")},
+    order=(("top", "left"), ("top", "right"), ("left", "bottom"), ("right", "bottom")),
+)
+
+KEEP_GOING = Conformance(
+    name="keep-going",
+    # A step killed by a signal exits 137: Dagger raises for exits 128-191 even when any exit
+    # is expected, and that must still read as the step failing.
+    spec=f"""
+image: {{from: {BUSYBOX}}}
+steps:
+  killed: {{run: [echo dying, 'kill -9 $$']}}
+  dependent: {{run: echo dependent, needs: [killed]}}
+  independent: {{run: echo independent}}
+  later: {{run: echo later, needs: [independent]}}
+""",
+    keep_going=True,
+    exit_code=1,
+    statuses={
+        "killed": Status.FAILED,
+        "dependent": Status.SKIPPED,
+        "independent": Status.PASSED,
+        "later": Status.PASSED,
+    },
+    exit_codes={"killed": 137, "dependent": None, "independent": 0, "later": 0},
+    logs={
+        # "Killed" is busybox sh reporting its child's signal.
+        "killed": ["$ echo dying", "dying", "$ kill -9 $$", "Killed", "parapipe: exit 137"],
+        "independent": ["$ echo independent", "independent"],
+        "later": ["$ echo later", "later"],
+    },
+    reasons={"killed": "exit code 137", "dependent": "needs 'killed', which failed"},
+    order=(("independent", "later"),),
+)
+
+SETUP_FAILS = Conformance(
+    name="setup-fails",
+    spec=f"""
+image:
+  from: {BUSYBOX}
+  setup: [echo setting up, exit 4]
+steps:
+  a: {{run: echo a}}
+""",
+    exit_code=1,
+    statuses={"a": Status.SKIPPED},
+    exit_codes={"a": None},
+    reasons={"a": "the pipeline image failed to build"},
+    image_failure="setup command 2 `exit 4` failed with exit 4",
+)
+
+ALL = (PASS, FAIL, DIAMOND, KEEP_GOING, SETUP_FAILS)

@@ -1,0 +1,144 @@
+"""The same pipelines on every reachable engine, each expected to give one and the same result:
+statuses, exit codes, logs, the run's exit code and the order the graph allows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from parapipe.engines.base import LABEL_RUN
+from parapipe.reporters.base import Reporter
+from parapipe.results import RunResult, StepResult
+from parapipe.runner import RunOptions, run_pipeline
+from parapipe.spec import load_pipeline
+from tests.conformance.pipelines import ALL, PASS, Conformance
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Recorder(Reporter):
+    """Keeps the order steps started and finished in, as the runner reports it."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def step_started(self, name: str) -> None:
+        self.events.append(("start", name))
+
+    def step_finished(self, result: StepResult) -> None:
+        self.events.append(("end", result.name))
+
+
+@pytest.fixture
+def pipeline_name(engine: str) -> Iterator[str]:
+    name = f"conformance-{uuid.uuid4().hex[:10]}"
+    if engine not in ("docker", "podman"):
+        yield name
+        return
+    dangling_before = set(_images(engine, "--filter", "dangling=true"))
+    yield name
+    # Images are a run's product, meant to be reused; the suite's own are not. Nor are the
+    # untagged layers a failed build leaves (Podman keeps them as images).
+    ours = set(_images(engine, f"parapipe/{name}"))
+    ours |= set(_images(engine, "--filter", "dangling=true")) - dangling_before
+    if ours:
+        subprocess.run([engine, "image", "rm", "-f", *sorted(ours)], capture_output=True)
+
+
+def _images(engine: str, *selection: str) -> list[str]:
+    listed = subprocess.run(
+        [engine, "image", "ls", "-q", *selection], capture_output=True, text=True, check=False
+    )
+    return listed.stdout.split()
+
+
+def write_project(root: Path, name: str, case: Conformance) -> Path:
+    spec = root / "ci.yaml"
+    spec.write_text(f"name: {name}\n{case.spec}")
+    for path, text in case.files.items():
+        (root / path).write_text(text)
+    return spec
+
+
+def step_log(result: StepResult) -> list[str]:
+    """The step's log without the runner's closing line, which holds a duration."""
+    assert result.log_path is not None, result
+    lines = result.log_path.read_text().splitlines()
+    assert lines[-1].startswith(f"parapipe: {result.status.value}"), lines
+    return lines[:-1]
+
+
+def assert_no_container_left(engine: str, run_id: str) -> None:
+    if engine not in ("docker", "podman"):
+        return  # Dagger's containers live inside its engine and end with their exec
+    listed = subprocess.run(
+        [engine, "ps", "-aq", "--filter", f"label={LABEL_RUN}={run_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert listed.stdout.split() == []
+
+
+@pytest.mark.parametrize("case", ALL, ids=[case.name for case in ALL])
+async def test_every_engine_gives_the_same_result(
+    engine: str, pipeline_name: str, case: Conformance, tmp_path: Path
+) -> None:
+    spec = write_project(tmp_path, pipeline_name, case)
+    recorder = Recorder()
+    options = RunOptions(engine=engine, jobs=4, keep_going=case.keep_going)
+    result: RunResult = await run_pipeline(load_pipeline(spec), options, recorder)
+
+    assert result.engine == engine
+    assert result.exit_code == case.exit_code, result
+    assert {name: r.status for name, r in result.steps.items()} == case.statuses
+    assert {name: result.steps[name].exit_code for name in case.exit_codes} == case.exit_codes
+    for name, lines in case.logs.items():
+        assert step_log(result.steps[name]) == lines, name
+    for name, reason in case.reasons.items():
+        assert result.steps[name].reason == reason, name
+    assert result.image is not None
+    assert result.image.reason == (case.image_failure or "")
+    for before, after in case.order:
+        assert recorder.events.index(("end", before)) < recorder.events.index(("start", after))
+    assert_no_container_left(engine, result.run_id)
+
+
+def test_the_cli_names_the_engine_on_the_first_line(
+    engine: str, pipeline_name: str, tmp_path: Path
+) -> None:
+    write_project(tmp_path, pipeline_name, PASS)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parapipe",
+            "run",
+            "-f",
+            "ci.yaml",
+            "--engine",
+            engine,
+            "--output",
+            "plain",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    first = completed.stdout.splitlines()[0]
+    assert f"engine {engine} (--engine {engine})" in first, first
