@@ -15,7 +15,10 @@ TRACEBACK_LOG = "parapipe.traceback.log"
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    """`20261129-092234.123-a1b2c3`: sorts by start time, to the millisecond."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return f"{stamp}.{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
 
 
 class RunFolder:
