@@ -59,6 +59,11 @@ class Step:
     allow_failure: bool = False
     tags: tuple[str, ...] = ()
     when_changed: tuple[str, ...] | None = None  # globs under image.source; None: always runs
+    outputs: tuple[str, ...] = ()  # paths relative to the workdir, handed to dependents
+    inputs: tuple[str, ...] | None = None  # globs under image.source the cache key depends on
+    cache: bool = True  # may be skipped when an identical run of it passed before
+    caches: Mapping[str, str] = field(default_factory=dict)  # volume name -> container path
+    secrets: tuple[str, ...] = ()  # names of host secrets put in its environment
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,6 +23,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from parapipe import spec_yaml
 from parapipe.errors import SpecError
 from parapipe.models import DEFAULT_WORKDIR, DockerfileBuild, ImageSpec, Location, Pipeline, Step
+from parapipe.spec_data import DATA_KEYS, read_data
 from parapipe.spec_execution import EXECUTION_KEYS, ExecutionOptions, read_execution
 from parapipe.spec_when import read_tags, read_when
 from parapipe.spec_yaml import Entry, is_null, is_string, kind, quoted
@@ -30,7 +31,7 @@ from parapipe.spec_yaml import Entry, is_null, is_string, kind, quoted
 PIPELINE_KEYS: Final = ("name", "defaults", "image", "steps")
 IMAGE_KEYS: Final = ("from", "build", "source", "exclude", "workdir", "env", "setup", "host_ca")
 BUILD_KEYS: Final = ("context", "dockerfile", "args")
-STEP_KEYS: Final = ("run", "needs", "env", "tags", "when", *EXECUTION_KEYS)
+STEP_KEYS: Final = ("run", "needs", "env", "tags", "when", *EXECUTION_KEYS, *DATA_KEYS)
 
 # Keys that later versions of parapipe add. They get their own message instead of "unknown key"
 # (and are never silently ignored); the feature that implements one moves it out of here.
@@ -451,6 +452,7 @@ class _SpecReader:
         execution = read_execution(keys, where, self.file, self.defaults)
         tags = read_tags(keys["tags"].value, where, self.file) if "tags" in keys else ()
         when = read_when(keys["when"].value, where, self.file) if "when" in keys else None
+        data = read_data(keys, where, self.file)
         step = Step(
             name=name,
             run=run,
@@ -464,6 +466,11 @@ class _SpecReader:
             allow_failure=execution.allow_failure,
             tags=tags,
             when_changed=when,
+            outputs=data.outputs,
+            inputs=data.inputs,
+            cache=data.cache,
+            caches=data.caches,
+            secrets=data.secrets,
         )
         return step, needs
 
