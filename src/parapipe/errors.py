@@ -67,6 +67,13 @@ class EngineError(ParapipeError):
     exit_code = ExitCode.ENGINE
 
 
+class OutputError(ParapipeError):
+    """A step passed but did not produce a declared output, or produced one that points
+    outside the workdir. The step fails, as if its commands had."""
+
+    exit_code = ExitCode.STEP_FAILED
+
+
 class ImageBuildFailed(ParapipeError):
     """The pipeline image could not be built: a setup command or the Dockerfile failed.
 

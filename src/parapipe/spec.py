@@ -41,15 +41,7 @@ NOT_SUPPORTED_YET: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "defaults": frozenset(),
         "image": frozenset(),
         "build": frozenset(),
-        "step": frozenset(
-            {
-                "outputs",
-                "caches",
-                "secrets",
-                "inputs",
-                "cache",
-            }
-        ),
+        "step": frozenset(),
     }
 )
 

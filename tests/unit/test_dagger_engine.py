@@ -9,6 +9,7 @@ errors), which is all the engine reads; it does not pretend to run anything.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -164,6 +165,16 @@ def test_a_step_starts_from_the_evaluated_image_and_runs_the_step_script() -> No
         "useEntrypoint": True,
         "expect": "ANY",
     }
+
+
+def test_the_needs_outputs_are_merged_into_the_workdir_before_the_step(tmp_path: Path) -> None:
+    build, docs = tmp_path / "build", tmp_path / "docs"
+    run = dataclasses.replace(make_run("smoke", "built-image-id", "ls dist"), inputs=(build, docs))
+    chain = calls(step_container(dagger.Client(), run))
+    written = [args for name, args in chain if name == "withDirectory"]
+    assert [args["path"] for args in written] == ["/src", "/src"]
+    assert [args["owner"] for args in written] == ["0:0", "0:0"]
+    assert chain[-1][0] == "withExec"
 
 
 def test_a_dockerfile_base_is_built_from_its_context(tmp_path: Path) -> None:

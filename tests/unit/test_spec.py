@@ -227,7 +227,8 @@ def test_a_spec_that_is_not_utf8(cwd: Path) -> None:
 
 
 def test_every_not_yet_supported_step_key_is_rejected(cwd: Path) -> None:
-    assert "outputs" in NOT_SUPPORTED_YET["step"]
+    if not NOT_SUPPORTED_YET["step"]:
+        pytest.skip("every step key is supported")
     for key in sorted(NOT_SUPPORTED_YET["step"]):
         write(cwd / "ci.yaml", MINIMAL_SPEC + f"    {key}: 1\n")
         message = f"ci.yaml:5:5: '{key}' is not supported yet by this version of parapipe"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -32,7 +33,7 @@ from parapipe.engines.base import CA_BUNDLE_PATH, Engine, ImagePlan, LineSink, S
 from parapipe.engines.dagger_probe import DaggerTarget, one_line
 from parapipe.engines.docker import write_build_context
 from parapipe.engines.docker_argv import CONTEXT_CA_BUNDLE, CONTEXT_SOURCE, setup_command
-from parapipe.errors import EngineError, EngineUnavailable, ImageBuildFailed, SpecError
+from parapipe.errors import EngineError, EngineUnavailable, ImageBuildFailed, OutputError, SpecError
 from parapipe.models import DockerfileBuild, ImageSpec
 
 DAGGER_LOG: Final = "dagger.log"  # Dagger's own progress, in the run's folder
@@ -75,6 +76,17 @@ def step_container(client: dagger.Client, run: StepRun) -> dagger.Container:
     # step really runs each time, as `docker run` does.
     for name, value in run.env.items():
         container = container.with_env_variable(name, value)
+    # A Dagger secret keeps the value out of the container's definition and its cache key, and
+    # Dagger scrubs it from its own logs.
+    for name, value in run.secrets.items():
+        container = container.with_secret_variable(name, client.set_secret(name, value))
+    for cache in run.caches:
+        container = container.with_mounted_cache(cache.path, client.cache_volume(cache.name))
+    for folder in run.inputs:
+        # The needs' outputs, laid out like the workdir, merged into it as `docker cp` does.
+        container = container.with_directory(
+            run.workdir, client.host().directory(str(folder)), owner=ROOT
+        )
     return container.with_workdir(run.workdir).with_exec(
         step_command(run.commands),
         # `docker run IMAGE ARGS` runs the image's entrypoint with ARGS; so does this.
@@ -235,6 +247,8 @@ class DaggerEngine(Engine):
                 f"dagger could not run step {run.step!r}: {one_line(str(exc))}"
             ) from exc
         _log_outputs(log, stdout, stderr)
+        if code == 0 and run.outputs:
+            await _export_outputs(done, run)
         return code
 
     async def remove_containers(self, run_id: str) -> None:
@@ -255,6 +269,32 @@ class DaggerEngine(Engine):
         if self._open is None:
             raise RuntimeError("the Dagger engine is used outside its session()")
         return self._open
+
+
+async def _export_outputs(done: dagger.Container, run: StepRun) -> None:
+    """Copy the step's outputs to the host. Dagger exports what a link points to, so a link is
+    refused here rather than followed: outputs must be real files or folders on this engine."""
+    assert run.outputs_dir is not None
+    for output in run.outputs:
+        path = posixpath.join(run.workdir, output)
+        target = run.outputs_dir / output
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if await done.exists(
+                path, expected_type=dagger.ExistsType.SYMLINK_TYPE, do_not_follow_symlinks=True
+            ):
+                raise OutputError(
+                    f"output '{output}' of step {run.step!r} is a link; on the Dagger engine"
+                    " outputs must be real files or folders"
+                )
+            if await done.exists(path, expected_type=dagger.ExistsType.DIRECTORY_TYPE):
+                await done.directory(path).export(str(target))
+            elif await done.exists(path, expected_type=dagger.ExistsType.REGULAR_TYPE):
+                await done.file(path).export(str(target))
+            else:
+                raise OutputError(f"step {run.step!r} did not produce its output '{output}'")
+        except dagger.DaggerError as exc:
+            raise _engine_error(exc) from exc
 
 
 async def _run_setup(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from parapipe.engines.base import Engine, ImagePlan, LineSink, StepRun
-from parapipe.errors import EngineError, ImageBuildFailed
+from parapipe.errors import EngineError, ImageBuildFailed, OutputError
 from parapipe.models import ImageSpec
 
 
@@ -21,6 +21,7 @@ class FakeStep:
     output: tuple[str, ...] = ()
     release: anyio.Event | None = None  # the step waits for this before finishing
     engine_error: str | None = None  # raise EngineError instead of exiting
+    files: dict[str, str] = field(default_factory=dict)  # what it writes, by path in the workdir
     started: anyio.Event = field(default_factory=anyio.Event)
     finished: anyio.Event = field(default_factory=anyio.Event)
     cancelled: bool = False
@@ -77,8 +78,12 @@ class FakeEngine(Engine):
             if behaviour.engine_error:
                 raise EngineError(behaviour.engine_error)
             if run.attempt <= len(behaviour.exit_codes_by_attempt):
-                return behaviour.exit_codes_by_attempt[run.attempt - 1]
-            return behaviour.exit_code
+                exit_code = behaviour.exit_codes_by_attempt[run.attempt - 1]
+            else:
+                exit_code = behaviour.exit_code
+            if exit_code == 0 and run.outputs:
+                self._hand_out(run, behaviour)
+            return exit_code
         except anyio.get_cancelled_exc_class():
             behaviour.cancelled = True
             raise
@@ -86,6 +91,21 @@ class FakeEngine(Engine):
             self.running -= 1
             self.events.append(("end", run.step))
             behaviour.finished.set()
+
+    def _hand_out(self, run: StepRun, behaviour: FakeStep) -> None:
+        assert run.outputs_dir is not None
+        for output in run.outputs:
+            made = {
+                p: c
+                for p, c in behaviour.files.items()
+                if p == output or p.startswith(output + "/")
+            }
+            if not made:
+                raise OutputError(f"step {run.step!r} did not produce its output '{output}'")
+            for path, content in made.items():
+                target = run.outputs_dir / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content)
 
     async def remove_containers(self, run_id: str) -> None:
         self.swept.append(run_id)

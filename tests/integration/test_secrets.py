@@ -1,0 +1,265 @@
+"""Secrets on real containers: they reach the step, and nothing parapipe shows or keeps holds
+them — not the terminal, the logs, the reports, the step cache, the image, nor `ps`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BUSYBOX, Project
+
+pytestmark = pytest.mark.docker
+
+# Each value is unique to this test module, so finding it anywhere is a leak, not a coincidence.
+TOKEN = f"tok-{uuid.uuid4().hex[:16]}-end"
+PASSWORD = f"pw-{uuid.uuid4().hex[:16]}"  # named DOCKER_PASSWORD: it goes through an env file
+CERT_LINES = ("-----BEGIN TEST CERT-----", f"cert-{uuid.uuid4().hex}", "-----END TEST CERT-----")
+VALUES = (TOKEN, PASSWORD, *CERT_LINES[1:2])
+SECRETS = "[API_TOKEN, DOCKER_PASSWORD, CERT]"
+
+
+def secret_env(**more: str) -> dict[str, str]:
+    env = {**os.environ, "NO_COLOR": "1", **more}
+    env.update(API_TOKEN=TOKEN, DOCKER_PASSWORD=PASSWORD)
+    return env
+
+
+def cert_file(folder: Path) -> Path:
+    # Outside the project: a file in it would be copied into the image as source.
+    path = folder / "cert.pem"
+    path.write_text("\n".join(CERT_LINES) + "\n")
+    return path
+
+
+def assert_no_value(text: str, where: str) -> None:
+    for value in VALUES:
+        assert value not in text, f"a secret value is in {where}"
+
+
+def run_cli(project: Project, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "parapipe", "run", "-f", "ci.yaml", *args],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
+
+
+@dataclass
+class LeakyRun:
+    project: Project
+    done: subprocess.CompletedProcess[str]
+    reports: Path
+
+
+@pytest.fixture(scope="module")
+def leaky_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LeakyRun]:
+    """One run whose steps print every secret, on stdout and stderr, passing and failing, with
+    every report asked for, as on GitHub Actions."""
+    root = tmp_path_factory.mktemp("secrets")
+    outside = tmp_path_factory.mktemp("outside")
+    project = Project(root=root, name=f"test-{uuid.uuid4().hex[:10]}")
+    project.write_spec(f"""
+        image: {{from: {BUSYBOX}}}
+        steps:
+          show:
+            run:
+              - echo "token=$API_TOKEN password=$DOCKER_PASSWORD"
+              - printf '%s\\n' "$CERT"
+              - echo "on stderr $API_TOKEN" >&2
+            secrets: {SECRETS}
+          leak:
+            run: ['echo "failing with $API_TOKEN"', "exit 3"]
+            secrets: [API_TOKEN]
+            needs: [show]
+    """)
+    reports = outside / "reports"
+    reports.mkdir()
+    env = secret_env(GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(reports / "summary.md"))
+    done = run_cli(
+        project,
+        "--secret-file", f"CERT={cert_file(outside)}",
+        "--report", str(reports / "report.json"),
+        "--junit", str(reports / "junit.xml"),
+        "--timeline", str(reports / "timeline.html"),
+        env=env,
+    )  # fmt: skip
+    yield LeakyRun(project, done, reports)
+    ids = subprocess.run(
+        ["docker", "image", "ls", "-q", f"parapipe/{project.name}"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    if ids:
+        subprocess.run(["docker", "image", "rm", "-f", *set(ids)], capture_output=True, check=False)
+
+
+def test_a_step_gets_its_secrets_and_the_terminal_shows_them_masked(leaky_run: LeakyRun) -> None:
+    done = leaky_run.done
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    # `***` where each value was printed: the values reached the step, whole.
+    assert "token=*** password=***" in output
+    assert "on stderr ***" in output
+    # Every line of a value of several lines is masked, as output arrives line by line.
+    assert "***\n***\n***\n" in output
+    assert CERT_LINES[0] not in output
+    assert "failing with ***" in output
+    assert_no_value(output, "the terminal")
+
+
+def test_no_log_cache_entry_or_other_file_under_parapipe_holds_a_value(
+    leaky_run: LeakyRun,
+) -> None:
+    state = leaky_run.project.root / ".parapipe"
+    files = [path for path in state.rglob("*") if path.is_file()]
+    assert any(path.name == "show.log" for path in files)
+    for path in files:
+        assert_no_value(path.read_bytes().decode("utf-8", "replace"), str(path))
+    (show_log,) = [path for path in files if path.name == "show.log"]
+    assert "token=*** password=***" in show_log.read_text()
+
+
+def test_no_report_holds_a_value(leaky_run: LeakyRun) -> None:
+    reports = sorted(leaky_run.reports.iterdir())
+    assert [p.name for p in reports] == ["junit.xml", "report.json", "summary.md", "timeline.html"]
+    for path in reports:
+        assert_no_value(path.read_text(), path.name)
+    assert "failing with ***" in (leaky_run.reports / "junit.xml").read_text()
+
+
+def test_the_image_holds_no_value_in_its_history_or_config(leaky_run: LeakyRun) -> None:
+    report = json.loads((leaky_run.reports / "report.json").read_text())
+    tag = report["image"]["tag"]
+    for argv in (
+        ["docker", "image", "history", "--no-trunc", tag],
+        ["docker", "image", "inspect", tag],
+    ):
+        shown = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        assert "parapipe-setup" in shown or "/src" in shown  # the pipeline image's own layers
+        assert_no_value(shown, " ".join(argv[:3]))
+
+
+def test_a_missing_secret_exits_2_with_one_located_line_before_anything_starts(
+    project: Project,
+) -> None:
+    project.write_spec(f"""
+        image: {{from: {BUSYBOX}}}
+        steps:
+          lint: {{run: "true"}}
+          publish:
+            run: ./publish
+            secrets: [PARAPIPE_TEST_MISSING_TOKEN]
+    """)
+    env = {k: v for k, v in secret_env().items() if k != "PARAPIPE_TEST_MISSING_TOKEN"}
+    done = run_cli(project, env=env)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "ci.yaml:6:3: step 'publish' needs secret 'PARAPIPE_TEST_MISSING_TOKEN', which is not"
+        " set: set PARAPIPE_TEST_MISSING_TOKEN in the environment, or pass"
+        " --secret PARAPIPE_TEST_MISSING_TOKEN=VALUE"
+        " or --secret-file PARAPIPE_TEST_MISSING_TOKEN=PATH"
+    ]
+    # Nothing started: no run folder, no image built, no container.
+    assert not (project.root / ".parapipe").exists()
+    images = subprocess.run(
+        ["docker", "image", "ls", "-q", f"parapipe/{project.name}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert images.stdout == ""
+    # Leaving the step out needs no secret.
+    assert run_cli(project, "lint", env=env).returncode == 0
+
+
+@pytest.mark.parametrize("own_container", [False, True], ids=["any-container", "docker-run"])
+def test_no_value_shows_in_ps_while_a_step_runs(
+    project: Project, tmp_path_factory: pytest.TempPathFactory, own_container: bool
+) -> None:
+    """Without caches the step may take a container started ahead of it while `first` ran
+    (its variables then arrive on stdin); a cache volume makes it `docker run` its own (`-e NAME`
+    and an env file)."""
+    outside = tmp_path_factory.mktemp("outside")
+    caches = "{c: /c}" if own_container else "{}"
+    project.write_spec(f"""
+        image: {{from: {BUSYBOX}}}
+        steps:
+          first: {{run: "true"}}
+          hold:
+            run:
+              - echo "started with $API_TOKEN $DOCKER_PASSWORD"
+              - while [ ! -e /tmp/release ]; do sleep 0.1; done
+            secrets: {SECRETS}
+            caches: {caches}
+            needs: [first]
+    """)
+    output = outside / "output.txt"
+    with output.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "parapipe", "run", "-f", "ci.yaml", "--output", "plain",
+             "--secret-file", f"CERT={cert_file(outside)}"],
+            cwd=project.root, env=secret_env(), text=True, stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while "started with" not in output.read_text():
+            assert process.poll() is None, output.read_text()
+            assert time.monotonic() < deadline, f"the step never started:\n{output.read_text()}"
+            time.sleep(0.1)
+        # The step holds until released: every sample is taken while `docker run` is alive.
+        samples = []
+        for _ in range(5):
+            samples.append(_ps())
+            time.sleep(0.05)
+        assert all(f"io.parapipe.pipeline={project.name}" in sample for sample in samples)
+        for sample in samples:
+            assert_no_value(sample, "ps -eo args")
+        if own_container:
+            env_files = list(Path(tempfile.gettempdir()).glob("parapipe-secrets-*/env"))
+            assert env_files, "DOCKER_PASSWORD should travel in an env file"
+            for env_file in env_files:
+                assert env_file.stat().st_mode & 0o777 == 0o600
+                assert env_file.parent.stat().st_mode & 0o777 == 0o700
+        # Idle containers started ahead of steps may be there too; releasing them is harmless.
+        for container in _containers(project):
+            subprocess.run(["docker", "exec", container, "touch", "/tmp/release"], check=False)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+            # Killed, parapipe cannot remove the container it started; the test does.
+            if left := _containers(project):
+                subprocess.run(["docker", "rm", "-f", *left], capture_output=True, check=False)
+        if own_container:
+            volume = f"parapipe-cache-{project.name}-c"
+            subprocess.run(["docker", "volume", "rm", volume], capture_output=True, check=False)
+    shown = output.read_text()
+    assert process.returncode == 0, shown
+    assert "started with *** ***" in shown
+    assert_no_value(shown, "the output")
+
+
+def _containers(project: Project) -> list[str]:
+    return subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=io.parapipe.pipeline={project.name}"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+
+
+def _ps() -> str:
+    return subprocess.run(
+        ["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True
+    ).stdout
