@@ -26,7 +26,8 @@ EXIT_CODES_HELP = """\
 exit codes:
   0    every step passed
   1    a step failed (or a setup command of the image)
-  2    invalid spec or usage, or a --junit/--report/--timeline file that cannot be written
+  2    invalid spec or usage, a --junit/--report/--timeline file that cannot be written,
+       or a missing secret
   3    no container engine reachable, or an internal error
   130  interrupted (Ctrl-C); 143 for SIGTERM
 """
@@ -117,6 +118,25 @@ def build_parser() -> argparse.ArgumentParser:
         "files count as changed); without it such steps always run",
     )
     run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every step, even one whose identical run passed before (the step cache is "
+        "still written)",
+    )
+    run.add_argument(
+        "--no-prewarm",
+        action="store_true",
+        help="start each step's container only when the step starts (default: Docker and "
+        "Podman start the containers of the steps about to run ahead of time, fresh ones from "
+        "the image, so that a step does not wait for its container to start)",
+    )
+    run.add_argument(
+        "--export",
+        type=Path,
+        metavar="DIR",
+        help="at the end, copy every step's outputs into DIR, each at its own path",
+    )
+    run.add_argument(
         "--junit", type=Path, metavar="PATH", help="write a JUnit XML report, one testcase per step"
     )
     run.add_argument(
@@ -130,6 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="PATH",
         help="write a self-contained HTML Gantt chart of the run, critical path outlined",
+    )
+    run.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the value of a secret that steps name in 'secrets:' (repeatable); it wins over "
+        "$NAME. It shows on parapipe's own command line: prefer $NAME or --secret-file",
+    )
+    run.add_argument(
+        "--secret-file",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a secret's value read from a file, without one trailing newline (repeatable)",
     )
 
     validate = commands.add_parser(
@@ -150,10 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
         "steps", nargs="*", metavar="STEP", help="only these steps and what they need"
     )
 
+    from parapipe.cli_cache import add_cache_parser
     from parapipe.cli_commands import add_export_parser, add_hook_parser
 
     add_export_parser(commands, _add_spec_option)
     add_hook_parser(commands, _add_spec_option)
+    add_cache_parser(commands, _add_spec_option)
     return parser
 
 
@@ -202,6 +239,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from parapipe.cli_commands import dispatch
 
         return dispatch(args)
+    if args.command == "cache":
+        from parapipe.cli_cache import run_cache_command
+
+        return run_cache_command(args)
     pipeline = load_pipeline(args.spec)
     if args.command == "validate":
         count = len(pipeline.steps)
@@ -223,6 +264,7 @@ def _run(pipeline: Pipeline, args: argparse.Namespace, changes: Changes | None =
     from parapipe.graph import select_steps
     from parapipe.reporters.factory import make_reporter
     from parapipe.runner import RunOptions, run_pipeline
+    from parapipe.secrets import parse_secret_flags
 
     options = RunOptions(
         steps=tuple(args.steps),
@@ -232,6 +274,10 @@ def _run(pipeline: Pipeline, args: argparse.Namespace, changes: Changes | None =
         schedule=args.schedule,
         no_deps=args.no_deps,
         changed_files=run_changes(pipeline, args, changes),
+        no_cache=args.no_cache,
+        export_dir=args.export,
+        prewarm=not args.no_prewarm,
+        secrets=parse_secret_flags(args.secret, args.secret_file),
     )
     # An unknown step or an unwritable report is a usage error before any engine is contacted.
     select_steps(pipeline, options.steps, with_needs=not options.no_deps)

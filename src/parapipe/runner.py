@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -15,16 +16,28 @@ import anyio
 from anyio.abc import TaskStatus
 
 from parapipe.changes import unchanged_reason
-from parapipe.engines.base import LABEL_PIPELINE, Engine, LineSink, StepRun
-from parapipe.errors import ImageBuildFailed, ParapipeError
+from parapipe.engines.base import (
+    LABEL_PIPELINE,
+    CacheVolume,
+    Engine,
+    ImagePlan,
+    LineSink,
+    Prewarm,
+    StepRun,
+    cache_volume_name,
+)
+from parapipe.errors import ImageBuildFailed, OutputError, ParapipeError
 from parapipe.graph import needs_within, remaining_path_lengths, select_steps
 from parapipe.history import load_durations, record_durations
 from parapipe.image import plan_image
 from parapipe.models import Pipeline, Step
+from parapipe.prewarm import ContainerForecast, forecast_containers
 from parapipe.reporters.base import Reporter, RunInfo
 from parapipe.results import AttemptResult, ImageResult, RunResult, Status, StepResult
 from parapipe.run_folder import RunFolder
 from parapipe.scheduler import Scheduler
+from parapipe.secrets import Secrets, resolve_secrets
+from parapipe.step_data import StepData
 
 CLEANUP_TIMEOUT = 30.0
 
@@ -39,6 +52,11 @@ class RunOptions:
     no_deps: bool = False  # run exactly `steps`, their needs counted as satisfied
     # Files changed, relative to image.source, for `when.changed`; None: unknown, all steps run.
     changed_files: frozenset[str] | None = None
+    no_cache: bool = False  # run every step, even one the step cache holds
+    export_dir: Path | None = None  # copy every step's outputs here at the end
+    # Secret values given on the command line; the host's environment supplies the rest.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    prewarm: bool = True  # let the engine start step containers ahead of the steps
 
 
 async def run_pipeline(
@@ -50,6 +68,7 @@ async def run_pipeline(
 ) -> RunResult:
     """Run `pipeline`. Usage errors are raised before any engine is contacted."""
     names = select_steps(pipeline, options.steps, with_needs=not options.no_deps)
+    secrets = resolve_secrets((pipeline.steps[n] for n in names), options.secrets, os.environ)
     if engine is None:
         from parapipe.engines.select import choose_engine
 
@@ -57,15 +76,15 @@ async def run_pipeline(
     else:
         reason = "given by the caller"
     folder = RunFolder.create(pipeline.state_dir)
-    run = PipelineRun(pipeline, names, options, reporter, engine, reason, folder)
+    run = PipelineRun(pipeline, names, options, reporter, engine, reason, folder, secrets=secrets)
     try:
         return await run.execute()
     except ParapipeError:
         raise
     except Exception as exc:
-        folder.traceback_log.write_text(traceback.format_exc())
+        folder.traceback_log.write_text(secrets.redact(traceback.format_exc()))
         raise ParapipeError(
-            f"internal error: {exc!r} (traceback in {folder.traceback_log})"
+            secrets.redact(f"internal error: {exc!r} (traceback in {folder.traceback_log})")
         ) from exc
 
 
@@ -79,8 +98,11 @@ class PipelineRun:
         engine: Engine,
         engine_reason: str,
         folder: RunFolder,
+        *,
+        secrets: Secrets | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.secrets = secrets or Secrets()
         self.names = names
         self.options = options
         self.reporter = reporter
@@ -107,6 +129,9 @@ class PipelineRun:
         )
         self._image_scope = anyio.CancelScope()
         self._image_id: str | None = None
+        self._plan: ImagePlan | None = None
+        self._forecast: ContainerForecast | None = None
+        self.data = StepData(pipeline, folder.path, read_cache=not options.no_cache)
 
     async def execute(self) -> RunResult:
         started_at, started = time.time(), time.monotonic()
@@ -137,6 +162,7 @@ class PipelineRun:
                         image = await self._prepare_image()
                     if image is not None and image.status is Status.PASSED:
                         self._image_id = image.image_id
+                        self._forecast_containers(image)
                         await self.scheduler.run()
                 task_group.cancel_scope.cancel()
         finally:
@@ -153,6 +179,8 @@ class PipelineRun:
             signal=self.signal,
             cleanup_error=cleanup_error,
         )
+        if self.options.export_dir is not None:
+            self.data.export(self.names, self.options.export_dir)
         record_durations(self.pipeline.state_dir, self.pipeline.name, result.steps)
         self.reporter.run_finished(result)
         return result
@@ -195,6 +223,7 @@ class PipelineRun:
                 base_id = await self.engine.resolve_base(self.pipeline.image, log)
                 plan = await anyio.to_thread.run_sync(plan_image, self.pipeline, base_id)
                 tag = plan.tag
+                self._plan = plan
                 image_id = await self.engine.find_image(plan.tag)
                 reused = image_id is not None
                 if image_id is None:
@@ -208,13 +237,14 @@ class PipelineRun:
                     log_path=self.folder.image_log,
                 )
             except ImageBuildFailed as exc:
-                log_file.write(f"parapipe: {exc}\n")
+                reason = self.secrets.redact(str(exc))
+                log_file.write(f"parapipe: {reason}\n")
                 result = ImageResult(
                     tag=tag,
                     status=Status.FAILED,
                     duration=time.monotonic() - started,
                     log_path=self.folder.image_log,
-                    reason=str(exc),
+                    reason=reason,
                 )
         self.reporter.image_finished(result)
         return result
@@ -224,22 +254,90 @@ class PipelineRun:
         changed = self.options.changed_files
         if unchanged_reason(self.pipeline.steps[name].when_changed, changed) is None:
             self.reporter.step_started(name)
+        if self._forecast is not None:
+            self._forecast.started(name)
+            self.engine.prewarm(self._forecast.request())
+
+    def _forecast_containers(self, image: ImageResult) -> None:
+        """Tell the engine which containers the steps will want, so it can start them early."""
+        if not self.options.prewarm or image.image_id is None:
+            return
+        template = Prewarm(
+            run_id=self.folder.run_id,
+            image_id=image.image_id,
+            workdir=self.pipeline.image.workdir,
+            labels={LABEL_PIPELINE: self.pipeline.name},  # as each step's, in `_attempt`
+            jobs=self.options.jobs,
+            soon=0,
+            limit=0,
+        )
+        self._forecast = forecast_containers(
+            self.pipeline,
+            self.names,
+            template,
+            keep_going=self.options.keep_going,
+            changed_files=self.options.changed_files,
+            read_cache=not self.options.no_cache,
+            image_built=not image.reused,
+        )
+        self.engine.prewarm(self._forecast.request())
 
     def _every_step_unchanged(self) -> bool:
         changed = self.options.changed_files
         steps = self.pipeline.steps
-        return all(unchanged_reason(steps[n].when_changed, changed) for n in self.names)
+        # A step with outputs may have to run after all, when the cache does not hold them.
+        return all(
+            unchanged_reason(steps[n].when_changed, changed) and not steps[n].outputs
+            for n in self.names
+        )
 
     async def _execute_step(self, name: str) -> StepResult:
         step = self.pipeline.steps[name]
         unchanged = unchanged_reason(step.when_changed, self.options.changed_files)
-        if unchanged is not None:
+        if unchanged is not None and not step.outputs:
             return StepResult(name=name, status=Status.UNCHANGED, reason=unchanged)
         log_path = self.folder.step_log(name)
+        assert self._plan is not None
+        key = await anyio.to_thread.run_sync(
+            self.data.key, step, self._plan, self._secret_fingerprints(step)
+        )
+        note = ""
+        if unchanged is not None:
+            # Its dependents need its outputs: the cache has them, or it runs after all.
+            entry = self.data.cached(step, key) or self.data.latest(step)
+            if entry is not None:
+                self.data.restore(step, entry, log_path)
+                reason = f"{unchanged}; its outputs come from the step cache"
+                return StepResult(name=name, status=Status.UNCHANGED, reason=reason)
+            self.reporter.step_started(name)
+            note = f"parapipe: {unchanged}, but no outputs of it are cached: running it"
+        entry = self.data.cached(step, key)
+        if entry is not None:
+            self.data.restore(step, entry, log_path)
+            with self.folder.open_log(log_path) as log_file:
+                log_file.write(f"parapipe: cached: not run again (key {key[:12]})\n")
+            reason = f"passed in an earlier run in {format_seconds(round(entry.duration, 1))}"
+            return StepResult(
+                name=name, status=Status.CACHED, log_path=log_path, duration=0.0, reason=reason
+            )
+        result = await self._run_attempts(step, log_path, note)
+        if result.status is Status.PASSED:
+            await anyio.to_thread.run_sync(
+                self.data.remember, step, key, result.duration or 0.0, log_path
+            )
+        return result
+
+    def _secret_fingerprints(self, step: Step) -> dict[str, str]:
+        return self.secrets.fingerprints(step)
+
+    async def _run_attempts(self, step: Step, log_path: Path, note: str) -> StepResult:
+        name = step.name
         max_attempts = 1 + step.retries
         attempts: list[AttemptResult] = []
         with self.folder.open_log(log_path) as log_file:
             log = self._line_sink(log_file, lambda line: self.reporter.step_output(name, line))
+            if note:
+                log(note)
             for number in range(1, max_attempts + 1):
                 if max_attempts > 1:
                     log(f"parapipe: attempt {number}/{max_attempts}")
@@ -252,13 +350,15 @@ class PipelineRun:
     async def _attempt(self, step: Step, number: int, log: LineSink) -> AttemptResult:
         """One attempt in a fresh container, killed when the step's timeout expires."""
         assert self._image_id is not None
+        secrets = self.secrets.for_step(step)
         run = StepRun(
             run_id=self.folder.run_id,
             step=step.name,
             image_id=self._image_id,
             commands=step.run,
             env={
-                **step.env,
+                # A secret takes the place of a variable of the same name.
+                **{name: value for name, value in step.env.items() if name not in secrets},
                 "PARAPIPE_RUN_ID": self.folder.run_id,
                 "PARAPIPE_STEP": step.name,
                 "PARAPIPE_ATTEMPT": str(number),
@@ -266,14 +366,34 @@ class PipelineRun:
             workdir=self.pipeline.image.workdir,
             labels={LABEL_PIPELINE: self.pipeline.name},
             attempt=number,
+            inputs=tuple(self.data.received(step).values()),
+            outputs=step.outputs,
+            outputs_dir=self.data.outputs_dir(step.name) if step.outputs else None,
+            secrets=secrets,
+            caches=self._cache_volumes(step),
         )
+        if step.outputs:
+            # What an earlier, failed attempt left must not pass for this one's outputs.
+            shutil.rmtree(self.data.outputs_dir(step.name), ignore_errors=True)
         started_at, started = time.time(), time.monotonic()
         exit_code: int | None = None
+        if self._forecast is not None:
+            self._forecast.taken(step.name)  # an engine's pool counts it off as it takes one
         try:
             with anyio.move_on_after(step.timeout) as deadline:
                 exit_code = await self.engine.run_step(run, log)
+        except OutputError as exc:
+            log(f"parapipe: {exc}")
+            return AttemptResult(
+                number=number,
+                status=Status.FAILED,
+                exit_code=None,
+                started_at=started_at,
+                duration=time.monotonic() - started,
+                reason=str(exc),
+            )
         except ParapipeError as exc:
-            reason = str(exc)
+            reason = self.secrets.redact(str(exc))
             log(f"parapipe: {reason}")
             return AttemptResult(
                 number=number,
@@ -296,6 +416,15 @@ class PipelineRun:
             duration=time.monotonic() - started,
         )
 
+    def _cache_volumes(self, step: Step) -> tuple[CacheVolume, ...]:
+        pipeline = self.pipeline.name
+        return tuple(
+            CacheVolume(
+                name=cache_volume_name(pipeline, cache), pipeline=pipeline, cache=cache, path=path
+            )
+            for cache, path in step.caches.items()
+        )
+
     def _step_finished(self, result: StepResult) -> None:
         log_path = self.folder.step_log(result.name)
         if log_path.exists():
@@ -304,6 +433,9 @@ class PipelineRun:
                 why = f": {result.reason}" if result.reason else ""
                 log_file.write(f"parapipe: {result.status.value}{took}{why}\n")
         self.reporter.step_finished(self._with_log(result))
+        if self._forecast is not None:
+            self._forecast.finished(result)
+            self.engine.prewarm(self._forecast.request())
 
     def _with_log(self, result: StepResult) -> StepResult:
         if result.log_path is None and self.folder.step_log(result.name).exists():
@@ -328,9 +460,12 @@ class PipelineRun:
                 self.reporter.step_finished(results[name])
         return results
 
-    @staticmethod
-    def _line_sink(log_file: TextIO, show: Callable[[str], None]) -> LineSink:
+    def _line_sink(self, log_file: TextIO, show: Callable[[str], None]) -> LineSink:
+        """Where output goes: the log file, then the reporters, with every secret masked."""
+        redact = self.secrets.redact
+
         def sink(line: str) -> None:
+            line = redact(line)
             log_file.write(line + "\n")
             show(line)
 
@@ -355,7 +490,7 @@ def _step_result(
     elif last.status is Status.TIMED_OUT:
         reason = f"timed out after {format_seconds(step.timeout)}"
     elif last.status is Status.FAILED:
-        reason = f"exit code {last.exit_code}"
+        reason = last.reason or f"exit code {last.exit_code}"
     else:
         reason = ""
     if max_attempts > 1 and (last.status is not Status.PASSED or last.number > 1):

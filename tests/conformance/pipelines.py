@@ -41,8 +41,8 @@ steps:
   env:
     run: ['echo "$GREETING $STEP_VAR"', pwd]
     env: {{STEP_VAR: from-step}}
-  files: {{run: [cat data.txt, cat /built, 'test ! -e .parapipe']}}
-  streams: {{run: 'echo out; echo err >&2; echo out2'}}
+  files: {{run: [cat data.txt, cat /built, 'test ! -e .parapipe'], needs: [env]}}
+  streams: {{run: 'echo out; echo err >&2; echo out2', needs: [env]}}
 """,
     files={"data.txt": "data\n"},
     exit_code=0,
@@ -54,6 +54,8 @@ steps:
         # stderr joins stdout in the container, so the order is the order written.
         "streams": ["$ echo out; echo err >&2; echo out2", "out", "err", "out2"],
     },
+    # With needs, Docker and Podman run these steps in containers their pool started.
+    order=(("env", "files"), ("env", "streams")),
 )
 
 FAIL = Conformance(

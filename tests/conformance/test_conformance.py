@@ -4,6 +4,7 @@ statuses, exit codes, logs, the run's exit code and the order the graph allows."
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -18,6 +19,10 @@ from parapipe.results import RunResult, StepResult
 from parapipe.runner import RunOptions, run_pipeline
 from parapipe.spec import load_pipeline
 from tests.conformance.pipelines import ALL, PASS, Conformance
+
+# The engines that start step containers ahead of the steps (`parapipe run --no-prewarm` stops
+# them): the suite runs on them with the pool and without.
+POOLING_ENGINES = ("docker", "podman")
 
 pytestmark = pytest.mark.anyio
 
@@ -91,13 +96,16 @@ def assert_no_container_left(engine: str, run_id: str) -> None:
     assert listed.stdout.split() == []
 
 
+@pytest.mark.parametrize("prewarm", [True, False], ids=["pool", "no-pool"])
 @pytest.mark.parametrize("case", ALL, ids=[case.name for case in ALL])
 async def test_every_engine_gives_the_same_result(
-    engine: str, pipeline_name: str, case: Conformance, tmp_path: Path
+    engine: str, pipeline_name: str, case: Conformance, prewarm: bool, tmp_path: Path
 ) -> None:
+    if prewarm and engine not in POOLING_ENGINES:
+        pytest.skip(f"{engine} starts no containers ahead of its steps: no pool to compare")
     spec = write_project(tmp_path, pipeline_name, case)
     recorder = Recorder()
-    options = RunOptions(engine=engine, jobs=4, keep_going=case.keep_going)
+    options = RunOptions(engine=engine, jobs=4, keep_going=case.keep_going, prewarm=prewarm)
     result: RunResult = await run_pipeline(load_pipeline(spec), options, recorder)
 
     assert result.engine == engine
@@ -113,6 +121,21 @@ async def test_every_engine_gives_the_same_result(
     for before, after in case.order:
         assert recorder.events.index(("end", before)) < recorder.events.index(("start", after))
     assert_no_container_left(engine, result.run_id)
+    if engine in POOLING_ENGINES:
+        # A step that waited for its needs finds a container the pool started meanwhile.
+        pipeline = load_pipeline(spec)
+        waited = [
+            n
+            for n, r in result.steps.items()
+            if pipeline.steps[n].needs and r.exit_code is not None
+        ]
+        pooled = re.findall(r"takes step '([^']+)'", _pool_log(result))
+        assert bool(pooled) is (prewarm and bool(waited)), (waited, pooled)
+
+
+def _pool_log(result: RunResult) -> str:
+    path = result.run_dir / "pool.txt"
+    return path.read_text() if path.exists() else ""
 
 
 def test_the_cli_names_the_engine_on_the_first_line(

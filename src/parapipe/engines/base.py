@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,6 +19,7 @@ LineSink = Callable[[str], None]
 LABEL_RUN = "io.parapipe.run"
 LABEL_PIPELINE = "io.parapipe.pipeline"
 LABEL_STEP = "io.parapipe.step"
+LABEL_CACHE = "io.parapipe.cache"  # on cache volumes: the cache's name in the spec
 
 CA_BUNDLE_PATH = "/etc/parapipe/ca-certificates.crt"
 CA_ENV_VARS = (
@@ -56,6 +59,61 @@ class StepRun:
     workdir: str
     labels: Mapping[str, str]
     attempt: int = 1  # each attempt gets a container of its own
+    # Host folders laid out like the workdir (the outputs of the step's needs): their content
+    # is copied into the workdir before the step starts.
+    inputs: tuple[Path, ...] = ()
+    outputs: tuple[str, ...] = ()  # paths under the workdir to copy out once the step passed
+    outputs_dir: Path | None = None  # host folder laid out like the workdir that receives them
+    # Secret values by name, for the container's environment only: never on a command line,
+    # in an image or in a log. Not in `env`, so engines can treat them apart.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    caches: tuple[CacheVolume, ...] = ()  # persistent volumes mounted into the container
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheVolume:
+    """`caches: {pip: /root/.cache/pip}`: a named volume that outlives runs, shared by every
+    step of the pipeline that names the same cache."""
+
+    name: str  # the engine's volume, from `cache_volume_name`
+    pipeline: str
+    cache: str  # its name in the spec
+    path: str  # absolute, in the container
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {LABEL_PIPELINE: self.pipeline, LABEL_CACHE: self.cache}
+
+
+def cache_volume_name(pipeline: str, cache: str) -> str:
+    """`parapipe-cache-<pipeline>-<cache>`, a valid volume name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
+
+    A pipeline name that had to be changed for it gets a short hash of the original, so that two
+    pipelines never share a cache by accident. Cache names are valid as they are.
+    """
+    scope = re.sub(r"[^a-zA-Z0-9_.-]+", "-", pipeline)[:64]
+    if scope != pipeline:
+        scope += "-" + hashlib.sha256(pipeline.encode()).hexdigest()[:8]
+    return f"parapipe-cache-{scope}-{cache}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prewarm:
+    """The runner's forecast, for an engine that can start step containers ahead of the steps
+    (those of `run_id`: image, workdir, labels): `soon` steps may start soon, and `limit` steps,
+    those included, will still take a container. Holding ready as many as start soon, but at
+    most `jobs`, hides their start; holding more than `limit` would waste some. The steps that
+    have outputs are counted apart, as an engine may need another kind of container for them."""
+
+    run_id: str
+    image_id: str
+    workdir: str
+    labels: Mapping[str, str]
+    jobs: int
+    soon: int = 0
+    limit: int = 0
+    soon_with_outputs: int = 0
+    limit_with_outputs: int = 0
 
 
 # Runs each command with `sh -e`, in order, stopping at the first failure. stderr is merged into
@@ -110,6 +168,11 @@ class Engine(ABC):
 
         The container is removed however this ends, cancellation included.
         """
+
+    def prewarm(self, request: Prewarm) -> None:  # noqa: B027 - optional, empty by default
+        """Take the runner's latest forecast of the containers its steps will want (called as
+        steps start and finish, from within `session`). Engines that start containers ahead of
+        time act on it; by default it changes nothing."""
 
     @abstractmethod
     async def remove_containers(self, run_id: str) -> None:

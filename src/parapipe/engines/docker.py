@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
 import tempfile
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Final
@@ -25,11 +26,13 @@ import anyio.to_thread
 from anyio.abc import ByteReceiveStream, Process
 
 from parapipe.engines import docker_argv as argvs
-from parapipe.engines.base import Engine, ImagePlan, LineSink, StepRun
+from parapipe.engines import docker_pool, step_files
+from parapipe.engines.base import CacheVolume, Engine, ImagePlan, LineSink, Prewarm, StepRun
 from parapipe.errors import (
     EngineError,
     EngineUnavailable,
     ImageBuildFailed,
+    OutputError,
     ParapipeError,
     SpecError,
 )
@@ -64,6 +67,9 @@ class DockerEngine(Engine):
 
     def __init__(self) -> None:
         self._flavour: BuildFlavour | None = None
+        self._volumes_ready: set[str] = set()  # cache volumes known to exist
+        self._volumes_lock = anyio.Lock()
+        self._pool: docker_pool.ContainerPool | None = None  # while a session is open
 
     # -- the Engine interface ---------------------------------------------------------------
 
@@ -143,10 +149,25 @@ class DockerEngine(Engine):
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(scratch.cleanup)
 
+    def session(self, run_dir: Path) -> AbstractAsyncContextManager[None]:
+        return self._pool_session(run_dir)
+
+    def prewarm(self, request: Prewarm) -> None:
+        if self._pool is not None:
+            self._pool.request(request)
+
     async def run_step(self, run: StepRun, log: LineSink) -> int:
+        pooled = await self._pool.take(run) if self._pool is not None else None
+        if pooled is not None:
+            code = await self._run_pooled(run, pooled, log)
+            if code is not None:
+                return code
         name = argvs.container_name(run.run_id, run.step, run.attempt)
+        for cache in run.caches:
+            await self._ensure_volume(cache)
         try:
-            return await self._run_container(run, name, log)
+            with _secret_env_file(run) as env_file:
+                return await self._run_container(run, name, log, env_file)
         except BaseException:
             # Cancelled (fail-fast, Ctrl-C) or failed: `_spawn` has killed the CLI by now, so
             # it cannot create the container after this removes it.
@@ -311,7 +332,75 @@ class DockerEngine(Engine):
             code = await process.wait()
         return code, list(tail)
 
-    async def _run_container(self, run: StepRun, name: str, log: LineSink) -> int:
+    async def _run_container(
+        self, run: StepRun, name: str, log: LineSink, env_file: Path | None = None
+    ) -> int:
+        env = argvs.run_cli_env(run)
+        if not (run.inputs or run.outputs):
+            argv = argvs.run_argv(self.binary, run, name, env_file=env_file)
+            return await self._attached(argv, env, run, log)
+        # Files cross into a container before it starts and out of it after it stopped, so
+        # this step is created, filled, started, emptied, then removed.
+        argv = argvs.run_argv(self.binary, run, name, create=True, env_file=env_file)
+        created = await self._capture(argv, env)
+        if created.returncode != 0:
+            problem = argvs.error_line(_text(created.stderr).splitlines())
+            raise EngineError(
+                f"{self.name} could not create the container of {run.step!r}: {problem}"
+            )
+        try:
+            if run.inputs:
+                await self._copy_in(name, run)
+            code = await self._attached(argvs.start_argv(self.binary, name), None, run, log)
+            if code == 0 and run.outputs:
+                await self._copy_out(name, run)
+            return code
+        finally:
+            with anyio.move_on_after(CLEANUP_TIMEOUT, shield=True):
+                await self._remove_quietly([name])
+
+    async def _copy_in(self, name: str, run: StepRun) -> None:
+        with tempfile.TemporaryFile() as archive:
+            await anyio.to_thread.run_sync(step_files.pack_folders, run.inputs, archive)
+            argv = argvs.copy_in_argv(self.binary, name, run.workdir)
+            with anyio.fail_after(QUERY_TIMEOUT):
+                copied = await anyio.run_process(argv, stdin=archive, check=False)
+        if copied.returncode != 0:
+            problem = argvs.error_line(_text(copied.stderr).splitlines())
+            raise EngineError(
+                f"{self.name}: cannot copy the needs' outputs into {run.step!r}: {problem}"
+            )
+
+    async def _copy_out(self, name: str, run: StepRun) -> None:
+        assert run.outputs_dir is not None
+        run.outputs_dir.mkdir(parents=True, exist_ok=True)
+        for output in run.outputs:
+            path = posixpath.join(run.workdir, output)
+            copied = await self._query(argvs.copy_out_argv(self.binary, name, path))
+            if copied.returncode != 0:
+                problem = argvs.error_line(_text(copied.stderr).splitlines())
+                if re.search(r"could not find|no such file|not found", problem, re.IGNORECASE):
+                    raise OutputError(f"step {run.step!r} did not produce its output '{output}'")
+                raise EngineError(
+                    f"{self.name}: cannot copy output '{output}' of {run.step!r}: {problem}"
+                )
+            await anyio.to_thread.run_sync(
+                step_files.unpack_output, copied.stdout, output, run.outputs_dir, run.step
+            )
+
+    async def _attached(
+        self, argv: list[str], env: Mapping[str, str] | None, run: StepRun, log: LineSink
+    ) -> int:
+        """Run `run` or `start --attach`, streaming the step's output, and tell the step's exit
+        code from the engine's own failures."""
+        async with self._spawn(argv, extra_env=env) as process:
+            return await self._attached_to(process, process.stdout, run, log)
+
+    async def _attached_to(
+        self, process: Process, stdout: ByteReceiveStream | None, run: StepRun, log: LineSink
+    ) -> int:
+        """Stream the step's output from its attached CLI until it exits, and tell the step's
+        exit code from the engine's own failures."""
         cli_errors: list[str] = []
 
         def on_cli_stderr(line: str) -> None:
@@ -320,12 +409,10 @@ class DockerEngine(Engine):
             cli_errors.append(line)
             log(line)
 
-        argv = argvs.run_argv(self.binary, run, name)
-        async with self._spawn(argv, extra_env=argvs.step_cli_env(run.env)) as process:
-            async with anyio.create_task_group() as pumps:
-                pumps.start_soon(_pump_lines, process.stdout, log)
-                pumps.start_soon(_pump_lines, process.stderr, on_cli_stderr)
-            code = await process.wait()
+        async with anyio.create_task_group() as pumps:
+            pumps.start_soon(_pump_lines, stdout, log)
+            pumps.start_soon(_pump_lines, process.stderr, on_cli_stderr)
+        code = await process.wait()
         if code < 0:
             raise EngineError(f"{self.name}: `{self.binary} run` was killed by signal {-code}")
         if code in _RUN_FAILURE_CODES and any(line.strip() for line in cli_errors):
@@ -343,6 +430,82 @@ class DockerEngine(Engine):
                 f" {run.step!r} ran (its container ended with exit {code}); {self.start_hint}"
             )
         return code
+
+    @asynccontextmanager
+    async def _pool_session(self, run_dir: Path) -> AsyncIterator[None]:
+        async with docker_pool.open_pool(self.binary, run_dir) as pool:
+            self._pool = pool
+            try:
+                yield
+            finally:
+                self._pool = None
+
+    async def _run_pooled(
+        self, run: StepRun, pooled: docker_pool.PooledContainer, log: LineSink
+    ) -> int | None:
+        """Run `run` in a container the pool started, as `_run_container` would in its own.
+        None when that container ended before the step could start in it: nothing ran."""
+        assert self._pool is not None
+        pool = self._pool
+        try:
+            if not await pool.ready(pooled):
+                return None
+            if run.inputs:
+                await self._copy_in(pooled.name, run)
+            if not await pool.send(pooled, run):
+                return None
+            code = await self._follow_pooled(run, pooled, log)
+            if code == 0 and run.outputs:
+                await self._copy_out(pooled.name, run)
+            return code
+        except BaseException:
+            # Cancelled (a timeout, fail-fast, Ctrl-C) or failed: the container goes now.
+            with anyio.move_on_after(CLEANUP_TIMEOUT, shield=True):
+                await self._remove_quietly([pooled.name])
+            raise
+        finally:
+            pool.release(pooled)
+
+    async def _follow_pooled(
+        self, run: StepRun, pooled: docker_pool.PooledContainer, log: LineSink
+    ) -> int:
+        """The output and exit code of the step that `pooled` runs."""
+        marker = docker_pool.ExitMarker(pooled.nonce, log)
+        code: int | None = None
+        with anyio.CancelScope() as following:
+            if not run.outputs:
+                # Done when the step's shell says so: the container's teardown need not hold
+                # the next step up. Outputs are copied out of a stopped container.
+                marker.on_exit = following.cancel
+            code = await self._attached_to(pooled.process, pooled.output, run, marker.log)
+            marker.flush()
+        if marker.code is not None:
+            return marker.code if code is None else code
+        if code is None or code == 0:
+            # Only a signal stops the step's shell from saying its code, and then the code is
+            # not 0: this container never ran the step.
+            raise EngineError(
+                f"{self.name}: the container {pooled.name} ended without running step {run.step!r}"
+            )
+        return code
+
+    async def _ensure_volume(self, cache: CacheVolume) -> None:
+        """Create the cache's volume, labelled, unless it exists; `docker run -v` would make
+        one without labels. Steps that start together wait for one another here."""
+        async with self._volumes_lock:
+            if cache.name in self._volumes_ready:
+                return
+            if (await self._query(argvs.volume_inspect_argv(self.binary, cache.name))).returncode:
+                created = await self._query(argvs.volume_create_argv(self.binary, cache))
+                # Podman refuses a name that exists; another run may have just made it.
+                found = await self._query(argvs.volume_inspect_argv(self.binary, cache.name))
+                if created.returncode and found.returncode:
+                    problem = argvs.error_line(_text(created.stderr).splitlines())
+                    raise EngineError(
+                        f"{self.name}: cannot create volume {cache.name} for cache"
+                        f" '{cache.cache}': {problem}"
+                    )
+            self._volumes_ready.add(cache.name)
 
     async def _answers(self) -> bool:
         try:
@@ -416,6 +579,22 @@ def write_build_context(plan: ImagePlan, context: Path) -> None:
         shutil.copyfile(plan.ca_bundle, bundle)
         bundle.chmod(0o644)
     (context / argvs.CONTEXT_DOCKERFILE).write_text(argvs.dockerfile_text(plan), encoding="utf-8")
+
+
+@contextmanager
+def _secret_env_file(run: StepRun) -> Iterator[Path | None]:
+    """The env file of `argvs.secret_env_file_text(run)`, readable by this user only and
+    deleted when the step ends; None when the step needs none."""
+    text = argvs.secret_env_file_text(run)
+    if text is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="parapipe-secrets-") as folder:  # mode 0700
+        path = Path(folder, "env")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as env_file:
+            env_file.write(text)
+        yield path
 
 
 async def _pump_lines(stream: ByteReceiveStream | None, sink: LineSink) -> None:

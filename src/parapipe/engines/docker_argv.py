@@ -16,10 +16,12 @@ from parapipe.engines.base import (
     CA_BUNDLE_PATH,
     LABEL_RUN,
     LABEL_STEP,
+    CacheVolume,
     ImagePlan,
     StepRun,
     step_command,
 )
+from parapipe.errors import EngineError
 from parapipe.models import DockerfileBuild
 
 # Where `write_build_context` puts things inside the build context.
@@ -217,15 +219,86 @@ def step_cli_env(env: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items() if passed_through_cli_env(name)}
 
 
-def run_argv(binary: str, run: StepRun, name: str) -> list[str]:
-    """`run` as `docker run`; values of `step_cli_env(run.env)` must be in the CLI's environment."""
-    argv = [binary, "run", "--rm", "--pull=never", "--name", name]
+def run_cli_env(run: StepRun) -> dict[str, str]:
+    """The variables to add to the CLI's own environment for `run_argv`'s `-e NAME` flags: the
+    step's env and its secrets, except those whose names the CLI reads itself."""
+    secrets = {name: value for name, value in run.secrets.items() if passed_through_cli_env(name)}
+    return {**step_cli_env(run.env), **secrets}
+
+
+def secret_env_file_text(run: StepRun) -> str | None:
+    """The `--env-file` holding the secrets whose names the CLI reads itself (`DOCKER_PASSWORD`,
+    `HTTPS_PROXY`): through the CLI's environment they would change how it works, and on the
+    command line they would show in `ps`. None when there are none.
+
+    Both CLIs take an env file's values literally, one line each, so a value with a line break
+    cannot go there: that is an `EngineError` naming the secret.
+    """
+    lines: list[str] = []
+    for name, value in run.secrets.items():
+        if passed_through_cli_env(name):
+            continue
+        if "\n" in value or "\r" in value:
+            raise EngineError(
+                f"secret '{name}' of step '{run.step}' has several lines, and {name} is a"
+                " variable the container engine's CLI reads itself, so it could only reach the"
+                " container on a command line: give the secret another name"
+            )
+        lines.append(f"{name}={value}\n")
+    return "".join(lines) if lines else None
+
+
+def run_argv(
+    binary: str, run: StepRun, name: str, *, create: bool = False, env_file: Path | None = None
+) -> list[str]:
+    """`run` as `docker run`, or as `docker create` for a step whose files are copied in and
+    out around its start; values of `run_cli_env(run)` must be in the CLI's environment, and
+    `env_file` must hold `secret_env_file_text(run)` when that is not None."""
+    verb = ["create"] if create else ["run", "--rm"]
+    argv = [binary, *verb, "--pull=never", "--name", name]
     labels = {**run.labels, LABEL_RUN: run.run_id, LABEL_STEP: run.step}
     for label, value in labels.items():
         argv += ["--label", f"{label}={value}"]
     for variable, value in run.env.items():
         argv += ["-e", variable if passed_through_cli_env(variable) else f"{variable}={value}"]
+    # A secret's value is never an argument: it comes from the CLI's environment or a file.
+    for variable in run.secrets:
+        if passed_through_cli_env(variable):
+            argv += ["-e", variable]
+    if env_file is not None:
+        argv += ["--env-file", str(env_file)]
+    elif any(not passed_through_cli_env(variable) for variable in run.secrets):
+        raise ValueError("run_argv needs the env_file of secret_env_file_text(run)")
+    for cache in run.caches:
+        argv += ["-v", f"{cache.name}:{cache.path}"]
     return [*argv, "-w", run.workdir, run.image_id, *step_command(run.commands)]
+
+
+def volume_inspect_argv(binary: str, volume: str) -> list[str]:
+    return [binary, "volume", "inspect", "--format", "{{.Name}}", volume]
+
+
+def volume_create_argv(binary: str, cache: CacheVolume) -> list[str]:
+    """The cache's volume, labelled so that `docker volume ls --filter label=io.parapipe.cache`
+    finds every cache parapipe made."""
+    argv = [binary, "volume", "create"]
+    for label, value in cache.labels.items():
+        argv += ["--label", f"{label}={value}"]
+    return [*argv, cache.name]
+
+
+def start_argv(binary: str, name: str) -> list[str]:
+    return [binary, "start", "--attach", name]
+
+
+def copy_in_argv(binary: str, name: str, workdir: str) -> list[str]:
+    """Extract the tar on stdin into the container's workdir."""
+    return [binary, "cp", "-", f"{name}:{workdir}"]
+
+
+def copy_out_argv(binary: str, name: str, path: str) -> list[str]:
+    """Write `path` of the container to stdout as a tar."""
+    return [binary, "cp", f"{name}:{path}", "-"]
 
 
 def remove_argv(binary: str, containers: Iterable[str]) -> list[str]:

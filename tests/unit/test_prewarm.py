@@ -1,0 +1,194 @@
+"""The runner's forecast of the containers its steps will still take."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from parapipe.engines.base import Prewarm
+from parapipe.prewarm import ContainerForecast, steps_taking_containers
+from parapipe.results import Status, StepResult
+from parapipe.spec import load_pipeline
+from parapipe.step_cache import StepCache
+
+TEMPLATE = Prewarm(run_id="r", image_id="i", workdir="/src", labels={}, jobs=4, soon=0, limit=0)
+
+
+def forecast(
+    needs: dict[str, tuple[str, ...]],
+    taking: list[str] | None = None,
+    *,
+    keep_going: bool = False,
+) -> ContainerForecast:
+    return ContainerForecast(
+        TEMPLATE, needs, list(needs) if taking is None else taking, keep_going=keep_going
+    )
+
+
+def counts(it: ContainerForecast) -> tuple[int, int]:
+    request = it.request()
+    assert request.jobs == TEMPLATE.jobs
+    return request.soon, request.limit
+
+
+def passed(name: str) -> StepResult:
+    return StepResult(name=name, status=Status.PASSED)
+
+
+def test_a_chain_wants_containers_two_steps_ahead() -> None:
+    it = forecast({"a": (), "b": ("a",), "c": ("b",), "d": ("c",)})
+    assert counts(it) == (2, 4)  # a, and b after it
+    it.started("a")
+    assert counts(it) == (3, 4)  # a's own, not taken yet; b and c
+    it.taken("a")
+    assert counts(it) == (2, 3)
+    it.finished(passed("a"))
+    assert counts(it) == (2, 3)
+    it.started("b")
+    it.taken("b")
+    assert counts(it) == (2, 2)  # c and d
+    it.finished(passed("b"))
+    it.started("c")
+    it.taken("c")
+    assert counts(it) == (1, 1)
+    it.finished(passed("c"))
+    it.started("d")
+    it.taken("d")
+    assert counts(it) == (0, 0)
+
+
+def test_steps_without_needs_may_all_start_soon() -> None:
+    it = forecast({f"s{i}": () for i in range(10)})
+    assert counts(it) == (10, 10)
+
+
+def test_a_step_that_takes_no_container_is_never_counted() -> None:
+    it = forecast({"cached": (), "runs": ("cached",), "later": ("runs",)}, taking=["runs"])
+    assert counts(it) == (1, 1)  # `runs` may start soon; `cached` and `later` take none
+    it.started("cached")
+    assert counts(it) == (1, 1)
+    it.finished(StepResult(name="cached", status=Status.CACHED))
+    it.started("runs")
+    it.taken("runs")
+    assert counts(it) == (0, 0)
+
+
+def test_skipped_steps_leave_the_forecast() -> None:
+    it = forecast({"bad": (), "after": ("bad",), "other": ()}, keep_going=True)
+    it.started("bad")
+    it.started("other")
+    it.taken("bad")
+    it.taken("other")
+    assert counts(it) == (1, 1)
+    it.finished(StepResult(name="bad", status=Status.FAILED))
+    it.finished(StepResult(name="after", status=Status.SKIPPED))
+    assert counts(it) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("status", "keep_going"),
+    [
+        (Status.FAILED, False),
+        (Status.TIMED_OUT, False),
+        (Status.ERROR, False),
+        (Status.CANCELLED, True),
+        (Status.INTERRUPTED, True),
+    ],
+)
+def test_nothing_is_wanted_once_the_run_stops(status: Status, keep_going: bool) -> None:
+    it = forecast({"a": (), "b": (), "c": (), "d": ()}, keep_going=keep_going)
+    it.started("a")
+    it.taken("a")
+    it.finished(StepResult(name="a", status=status))
+    assert counts(it) == (0, 0)
+
+
+def test_a_failure_under_keep_going_still_wants_the_others() -> None:
+    it = forecast({"a": (), "b": (), "c": ()}, keep_going=True)
+    it.started("a")
+    it.taken("a")
+    it.finished(StepResult(name="a", status=Status.FAILED))
+    assert counts(it) == (2, 2)
+
+
+def test_an_allowed_failure_does_not_stop_the_forecast() -> None:
+    it = forecast({"a": (), "b": ()})
+    it.started("a")
+    it.taken("a")
+    it.finished(StepResult(name="a", status=Status.ALLOWED_FAILURE))
+    assert counts(it) == (1, 1)
+
+
+SPEC = """\
+name: forecast
+image: {from: busybox:latest}
+steps:
+  plain: {run: "true"}
+  narrowed: {run: "true", inputs: ["src/**"]}
+  uncached: {run: "true", cache: false}
+  volume: {run: "true", caches: {pip: /root/.cache/pip}}
+  only_docs: {run: "true", when: {changed: ["docs/**"]}}
+"""
+
+
+@pytest.fixture
+def pipeline_path(tmp_path: Path) -> Path:
+    (tmp_path / "ci.yaml").write_text(SPEC)
+    return tmp_path / "ci.yaml"
+
+
+def remember(pipeline_path: Path, *steps: str) -> None:
+    pipeline = load_pipeline(pipeline_path)
+    log = pipeline_path.parent / "log.txt"
+    log.write_text("log\n")
+    for step in steps:
+        StepCache(pipeline.state_dir).store(f"key-{step}", pipeline.name, step, 1.0, log, None)
+
+
+def taking(pipeline_path: Path, *, read_cache: bool = True, image_built: bool) -> list[str]:
+    pipeline = load_pipeline(pipeline_path)
+    return steps_taking_containers(
+        pipeline,
+        list(pipeline.steps),
+        changed_files=frozenset({"src/app.py"}),
+        read_cache=read_cache,
+        image_built=image_built,
+    )
+
+
+def test_without_cache_entries_every_step_but_volumes_and_unchanged_ones_takes_one(
+    pipeline_path: Path,
+) -> None:
+    assert taking(pipeline_path, image_built=False) == ["plain", "narrowed", "uncached"]
+
+
+def test_steps_the_cache_may_serve_are_left_out(pipeline_path: Path) -> None:
+    remember(pipeline_path, "plain", "narrowed", "uncached")
+    # The same image as the entries': any step with an entry may be served.
+    assert taking(pipeline_path, image_built=False) == ["uncached"]
+    # A new image changes the key of every step but one whose inputs narrow it.
+    assert taking(pipeline_path, image_built=True) == ["plain", "uncached"]
+    # --no-cache
+    assert taking(pipeline_path, read_cache=False, image_built=False) == [
+        "plain",
+        "narrowed",
+        "uncached",
+    ]
+
+
+def test_steps_with_outputs_are_counted_apart() -> None:
+    it = ContainerForecast(
+        TEMPLATE,
+        {"build": (), "lint": (), "test": ("build",)},
+        ["build", "lint", "test"],
+        with_outputs=["build"],
+        keep_going=False,
+    )
+    request = it.request()
+    assert (request.soon, request.limit) == (2, 2)  # lint and test
+    assert (request.soon_with_outputs, request.limit_with_outputs) == (1, 1)  # build
+    it.started("build")
+    it.taken("build")
+    request = it.request()
+    assert (request.soon, request.limit, request.soon_with_outputs) == (2, 2, 0)
