@@ -94,7 +94,9 @@ def test_an_image_built_by_docker_runs_the_same_under_podman(
     move_to_podman(tag[1])
     podman_images.append(tag[1])
 
-    by_podman = project.run("run", "-f", "ci.yaml", "--engine", "podman", "--keep-going", "--no-cache")
+    by_podman = project.run(
+        "run", "-f", "ci.yaml", "--engine", "podman", "--keep-going", "--no-cache"
+    )
     assert by_podman.exit_code == 1, by_podman.output
     podman_run = project.last_run()
     # Podman found the moved image under the same content tag and built nothing.
