@@ -9,11 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode
 
 from parapipe import spec_yaml
 from parapipe.changes import glob_problem
-from parapipe.errors import SpecError
 from parapipe.spec_yaml import Entry, kind, quoted
 
 DATA_KEYS: Final = ("outputs", "inputs", "cache", "caches", "secrets")
@@ -46,27 +45,29 @@ def _outputs(node: Node, where: str, file: str) -> tuple[str, ...]:
     """Paths relative to the workdir, normalised (`dist/` and `./dist` are `dist`)."""
     what = f"'outputs' of {where}"
     paths: list[str] = []
-    for item in _strings(node, what, file):
+    for item in spec_yaml.string_items(node, what, file):
         text = spec_yaml.scalar_text(item).strip()
         if not text:
-            raise _fail(f"{what} has an empty path", item, file)
+            raise spec_yaml.error_at(f"{what} has an empty path", item, file)
         if text.startswith("/"):
-            raise _fail(
+            raise spec_yaml.error_at(
                 f"output {quoted(text)} of {where} is absolute: give it relative to the workdir",
                 item,
                 file,
             )
         path = posixpath.normpath(text)
         if path == ".." or path.startswith("../"):
-            raise _fail(f"output {quoted(text)} of {where} climbs out of the workdir", item, file)
+            raise spec_yaml.error_at(
+                f"output {quoted(text)} of {where} climbs out of the workdir", item, file
+            )
         if path == ".":
-            raise _fail(
+            raise spec_yaml.error_at(
                 f"output {quoted(text)} of {where} is the whole workdir: name what it makes",
                 item,
                 file,
             )
         if path in paths:
-            raise _fail(f"{quoted(text)} is listed twice in {what}", item, file)
+            raise spec_yaml.error_at(f"{quoted(text)} is listed twice in {what}", item, file)
         paths.append(path)
     return tuple(paths)
 
@@ -74,14 +75,14 @@ def _outputs(node: Node, where: str, file: str) -> tuple[str, ...]:
 def _inputs(node: Node, where: str, file: str) -> tuple[str, ...]:
     what = f"'inputs' of {where}"
     globs: list[str] = []
-    for item in _strings(node, what, file):
+    for item in spec_yaml.string_items(node, what, file):
         glob = spec_yaml.scalar_text(item)
         problem = glob_problem(glob)
         if problem is not None:
-            raise _fail(f"glob {quoted(glob)} in {what} {problem}", item, file)
+            raise spec_yaml.error_at(f"glob {quoted(glob)} in {what} {problem}", item, file)
         globs.append(glob)
     if not globs:
-        raise _fail(
+        raise spec_yaml.error_at(
             f"{what} must not be empty (leave it out to depend on the whole source)", node, file
         )
     return tuple(globs)
@@ -90,7 +91,7 @@ def _inputs(node: Node, where: str, file: str) -> tuple[str, ...]:
 def _caches(node: Node, where: str, file: str) -> dict[str, str]:
     what = f"'caches' of {where}"
     if not isinstance(node, MappingNode):
-        raise _fail(
+        raise spec_yaml.error_at(
             f"{what} must be a mapping of cache names to paths, such as"
             f" '{{pip: /root/.cache/pip}}', not {kind(node)}",
             node,
@@ -99,21 +100,21 @@ def _caches(node: Node, where: str, file: str) -> dict[str, str]:
     caches: dict[str, str] = {}
     for entry in spec_yaml.entries(node, file, what):
         if not CACHE_NAME.fullmatch(entry.key):
-            raise _fail(
+            raise spec_yaml.error_at(
                 f"invalid cache name {quoted(entry.key)} in {what}:"
                 " use letters, digits, '_', '.' and '-'",
                 entry.key_node,
                 file,
             )
         if not spec_yaml.is_string(entry.value):
-            raise _fail(
+            raise spec_yaml.error_at(
                 f"the path of cache {quoted(entry.key)} must be a string, not {kind(entry.value)}",
                 entry.value,
                 file,
             )
         path = spec_yaml.scalar_text(entry.value)
         if not path.startswith("/"):
-            raise _fail(
+            raise spec_yaml.error_at(
                 f"the path of cache {quoted(entry.key)} must be absolute, not {quoted(path)}",
                 entry.value,
                 file,
@@ -125,37 +126,21 @@ def _caches(node: Node, where: str, file: str) -> dict[str, str]:
 def _secrets(node: Node, where: str, file: str) -> tuple[str, ...]:
     what = f"'secrets' of {where}"
     names: list[str] = []
-    for item in _strings(node, what, file):
+    for item in spec_yaml.string_items(node, what, file):
         name = spec_yaml.scalar_text(item)
         if not SECRET_NAME.fullmatch(name):
-            raise _fail(
+            raise spec_yaml.error_at(
                 f"invalid secret name {quoted(name)} in {what}: it becomes an environment variable",
                 item,
                 file,
             )
         if name in names:
-            raise _fail(f"{quoted(name)} is listed twice in {what}", item, file)
+            raise spec_yaml.error_at(f"{quoted(name)} is listed twice in {what}", item, file)
         names.append(name)
     return tuple(names)
 
 
 def _boolean(node: Node, what: str, file: str) -> bool:
     if not isinstance(node, ScalarNode) or node.tag != spec_yaml.TAG_BOOL:
-        raise _fail(f"{what} must be true or false, not {kind(node)}", node, file)
+        raise spec_yaml.error_at(f"{what} must be true or false, not {kind(node)}", node, file)
     return spec_yaml.as_bool(node, file)
-
-
-def _strings(node: Node, what: str, file: str) -> list[ScalarNode]:
-    items = node.value if isinstance(node, SequenceNode) else [node]
-    strings: list[ScalarNode] = []
-    for item in items:
-        if not spec_yaml.is_string(item):
-            raise _fail(
-                f"{what} must be a string or a list of strings, not {kind(item)}", item, file
-            )
-        strings.append(item)
-    return strings
-
-
-def _fail(message: str, node: Node, file: str) -> SpecError:
-    return SpecError(message, spec_yaml.location(node, file))

@@ -11,7 +11,6 @@ from typing import Final
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
 from parapipe import spec_yaml
-from parapipe.errors import SpecError
 from parapipe.spec_yaml import Entry, kind, quoted
 
 EXECUTION_KEYS: Final = ("timeout", "retries", "retry_on", "allow_failure")
@@ -47,7 +46,7 @@ def read_execution(
     if "allow_failure" in keys:
         value = keys["allow_failure"].value
         if not isinstance(value, ScalarNode) or value.tag != spec_yaml.TAG_BOOL:
-            raise _fail(
+            raise spec_yaml.error_at(
                 f"'allow_failure' of {where} must be true or false, not {kind(value)}", value, file
             )
         options = replace(options, allow_failure=spec_yaml.as_bool(value, file))
@@ -58,33 +57,35 @@ def duration(node: Node, where: str, file: str) -> float:
     """`90s`, `10m`, `1h`, `1h30m`, `500ms` in seconds."""
     what = f"'timeout' of {where}"
     if isinstance(node, ScalarNode) and node.tag in (spec_yaml.TAG_INT, spec_yaml.TAG_FLOAT):
-        raise _fail(
+        raise spec_yaml.error_at(
             f"{what} needs a unit: '{node.value}s', '{node.value}m' or '{node.value}h'", node, file
         )
     if not spec_yaml.is_string(node):
-        raise _fail(
+        raise spec_yaml.error_at(
             f"{what} must be a duration such as '90s', '10m' or '1h', not {kind(node)}", node, file
         )
     text = spec_yaml.scalar_text(node).strip()
     if not _DURATION.fullmatch(text):
-        raise _fail(
+        raise spec_yaml.error_at(
             f"{what} must be a duration such as '90s', '10m' or '1h', not {quoted(text)}",
             node,
             file,
         )
     seconds = sum(float(n) * _SECONDS_PER_UNIT[unit] for n, unit in _DURATION_PART.findall(text))
     if seconds <= 0:
-        raise _fail(f"{what} must be longer than 0", node, file)
+        raise spec_yaml.error_at(f"{what} must be longer than 0", node, file)
     return seconds
 
 
 def retries(node: Node, where: str, file: str) -> int:
     what = f"'retries' of {where}"
     if not isinstance(node, ScalarNode) or node.tag != spec_yaml.TAG_INT:
-        raise _fail(f"{what} must be a whole number, not {kind(node)}", node, file)
+        raise spec_yaml.error_at(f"{what} must be a whole number, not {kind(node)}", node, file)
     count = spec_yaml.as_int(node, file)
     if not 0 <= count <= MAX_RETRIES:
-        raise _fail(f"{what} must be between 0 and {MAX_RETRIES}, not {count}", node, file)
+        raise spec_yaml.error_at(
+            f"{what} must be between 0 and {MAX_RETRIES}, not {count}", node, file
+        )
     return count
 
 
@@ -93,7 +94,9 @@ def retry_on(node: Node, where: str, file: str) -> tuple[frozenset[int], bool]:
     what = f"'retry_on' of {where}"
     items = node.value if isinstance(node, SequenceNode) else [node]
     if isinstance(node, SequenceNode) and not items:
-        raise _fail(f"{what} must not be empty (leave it out to retry any failure)", node, file)
+        raise spec_yaml.error_at(
+            f"{what} must not be empty (leave it out to retry any failure)", node, file
+        )
     codes: set[int] = set()
     on_timeout = False
     for item in items:
@@ -101,17 +104,15 @@ def retry_on(node: Node, where: str, file: str) -> tuple[frozenset[int], bool]:
             on_timeout = True
             continue
         if not isinstance(item, ScalarNode) or item.tag != spec_yaml.TAG_INT:
-            raise _fail(
+            raise spec_yaml.error_at(
                 f"each item of {what} must be an exit code (1-255) or 'timeout', not {kind(item)}",
                 item,
                 file,
             )
         code = spec_yaml.as_int(item, file)
         if not 1 <= code <= 255:
-            raise _fail(f"{what}: {code} is not a failing exit code (1-255)", item, file)
+            raise spec_yaml.error_at(
+                f"{what}: {code} is not a failing exit code (1-255)", item, file
+            )
         codes.add(code)
     return frozenset(codes), on_timeout
-
-
-def _fail(message: str, node: Node, file: str) -> SpecError:
-    return SpecError(message, spec_yaml.location(node, file))

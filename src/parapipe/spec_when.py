@@ -9,11 +9,10 @@ import difflib
 import re
 from typing import Final
 
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import MappingNode, Node
 
 from parapipe import spec_yaml
 from parapipe.changes import glob_problem
-from parapipe.errors import SpecError
 from parapipe.spec_yaml import kind, quoted
 
 WHEN_KEYS: Final = ("changed",)
@@ -24,16 +23,16 @@ def read_tags(node: Node, where: str, file: str) -> tuple[str, ...]:
     """A tag or a list of tags: letters, digits, '_', '.', '-'."""
     what = f"'tags' of {where}"
     tags: list[str] = []
-    for item in _string_items(node, what, file):
+    for item in spec_yaml.string_items(node, what, file):
         tag = spec_yaml.scalar_text(item)
         if not TAG.fullmatch(tag):
-            raise _fail(
+            raise spec_yaml.error_at(
                 f"invalid tag {quoted(tag)} in {what}: use letters, digits, '_', '.' and '-'",
                 item,
                 file,
             )
         if tag in tags:
-            raise _fail(f"{quoted(tag)} is listed twice in {what}", item, file)
+            raise spec_yaml.error_at(f"{quoted(tag)} is listed twice in {what}", item, file)
         tags.append(tag)
     return tuple(tags)
 
@@ -42,7 +41,7 @@ def read_when(node: Node, where: str, file: str) -> tuple[str, ...]:
     """`when: {changed: GLOBS}`: the globs, relative to the source folder."""
     what = f"'when' of {where}"
     if not isinstance(node, MappingNode):
-        raise _fail(
+        raise spec_yaml.error_at(
             f"{what} must be a mapping such as '{{changed: [src/**]}}', not {kind(node)}",
             node,
             file,
@@ -52,36 +51,28 @@ def read_when(node: Node, where: str, file: str) -> tuple[str, ...]:
         if entry.key not in WHEN_KEYS:
             matches = difflib.get_close_matches(entry.key, WHEN_KEYS, n=1)
             hint = f" (did you mean '{matches[0]}'?)" if matches else ""
-            raise _fail(f"unknown key {quoted(entry.key)} in {what}{hint}", entry.key_node, file)
+            raise spec_yaml.error_at(
+                f"unknown key {quoted(entry.key)} in {what}{hint}", entry.key_node, file
+            )
     if not entries:
-        raise _fail(f"{what} is empty: give 'changed', the globs the step watches", node, file)
+        raise spec_yaml.error_at(
+            f"{what} is empty: give 'changed', the globs the step watches", node, file
+        )
     changed = entries[0].value
     what = f"'when.changed' of {where}"
     globs: list[str] = []
-    for item in _string_items(changed, what, file):
+    for item in spec_yaml.string_items(changed, what, file):
         glob = spec_yaml.scalar_text(item)
         problem = glob_problem(glob)
         if problem is not None:
-            raise _fail(f"glob {quoted(glob)} in {what} {problem}", item, file)
+            raise spec_yaml.error_at(f"glob {quoted(glob)} in {what} {problem}", item, file)
         globs.append(glob)
     if not globs:
-        raise _fail(f"{what} must not be empty (leave 'when' out to always run)", changed, file)
+        raise spec_yaml.error_at(
+            f"{what} must not be empty (leave 'when' out to always run)", changed, file
+        )
     if all(glob.startswith("!") for glob in globs):
-        raise _fail(f"{what} only takes files back ('!'): it would select nothing", changed, file)
+        raise spec_yaml.error_at(
+            f"{what} only takes files back ('!'): it would select nothing", changed, file
+        )
     return tuple(globs)
-
-
-def _string_items(node: Node, what: str, file: str) -> list[ScalarNode]:
-    items = node.value if isinstance(node, SequenceNode) else [node]
-    strings: list[ScalarNode] = []
-    for item in items:
-        if not spec_yaml.is_string(item):
-            raise _fail(
-                f"{what} must be a string or a list of strings, not {kind(item)}", item, file
-            )
-        strings.append(item)
-    return strings
-
-
-def _fail(message: str, node: Node, file: str) -> SpecError:
-    return SpecError(message, spec_yaml.location(node, file))

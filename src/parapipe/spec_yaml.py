@@ -196,3 +196,20 @@ def _merged(value: Node, file: str, where: str, merging: frozenset[int]) -> list
             raise SpecError(f"'<<' in {where} merges a mapping into itself", location(source, file))
         merged.extend(_entries(source, file, where, merging))
     return merged
+
+
+def error_at(message: str, node: Node, file: str) -> SpecError:
+    return SpecError(message, location(node, file))
+
+
+def string_items(node: Node, what: str, file: str) -> list[ScalarNode]:
+    """A string or a list of strings, as the nodes that hold them."""
+    items = node.value if isinstance(node, SequenceNode) else [node]
+    strings: list[ScalarNode] = []
+    for item in items:
+        if not is_string(item):
+            raise error_at(
+                f"{what} must be a string or a list of strings, not {kind(item)}", item, file
+            )
+        strings.append(item)
+    return strings
