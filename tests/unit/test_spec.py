@@ -226,13 +226,15 @@ def test_a_spec_that_is_not_utf8(cwd: Path) -> None:
     assert spec_error(Path("ci.yaml")) == "ci.yaml:2:10: the spec is not UTF-8 text"
 
 
-def test_every_not_yet_supported_step_key_is_rejected(cwd: Path) -> None:
-    if not NOT_SUPPORTED_YET["step"]:
-        pytest.skip("every step key is supported")
-    for key in sorted(NOT_SUPPORTED_YET["step"]):
-        write(cwd / "ci.yaml", MINIMAL_SPEC + f"    {key}: 1\n")
-        message = f"ci.yaml:5:5: '{key}' is not supported yet by this version of parapipe"
-        assert spec_error(Path("ci.yaml")) == message
+def test_a_not_yet_supported_step_key_is_rejected_with_its_own_message(
+    cwd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every key of this version is supported; the mechanism stays for the next feature's keys.
+    later = {**NOT_SUPPORTED_YET, "step": frozenset({"matrix"})}
+    monkeypatch.setattr("parapipe.spec.NOT_SUPPORTED_YET", later)
+    write(cwd / "ci.yaml", MINIMAL_SPEC + "    matrix: 1\n")
+    message = "ci.yaml:5:5: 'matrix' is not supported yet by this version of parapipe"
+    assert spec_error(Path("ci.yaml")) == message
 
 
 # Each case: the spec's text, then the expected "LINE:COL: message" (the file is ci.yaml).
