@@ -48,7 +48,6 @@ run's label for the runner's final sweep.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import shlex
@@ -89,9 +88,6 @@ CLOSE_WAIT: Final = 10.0  # for the CLIs of stopping containers, when the run en
 # Pooled containers in a row that ended before they were ready: the pool then stops starting
 # any, and every later step starts its own container as without the pool.
 _MAX_FAILED_STARTS: Final = 2
-# Containers the pool starts at once. Starting one keeps the daemon busy on a CPU; more at once
-# only make each of them, the next step's first, come up later.
-_MAX_STARTING: Final = os.cpu_count() or 2
 
 _SHELL_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Read-only in bash, which is `sh` in some images: `export UID=...` would stop the loader.
@@ -279,7 +275,6 @@ class ContainerPool:
         self._failed_starts = 0
         self._checked_image: str | None = None
         self._checking = anyio.Lock()
-        self._starting: set[str] = set()  # containers not up yet, idle or taken
 
     @property
     def idle(self) -> int:
@@ -374,8 +369,6 @@ class ContainerPool:
                     wanted = keep
             if wanted is None or self.disabled or self.idle >= request.jobs:
                 return
-            if len(self._starting) >= _MAX_STARTING:
-                return  # each that comes up wakes the filler again
             if not await self._image_suits(request.image_id):
                 return
             started = await self._start(request, keep=wanted)
@@ -413,7 +406,6 @@ class ContainerPool:
         self._started += 1
         name = pool_container_name(request.run_id, self._started)
         nonce = secrets.token_hex(16)
-        self._starting.add(name)  # before the await: the filler counts it at once
         try:
             # A session of its own keeps a terminal's Ctrl-C away, as for every other CLI call.
             process = await anyio.open_process(
@@ -424,7 +416,6 @@ class ContainerPool:
                 start_new_session=True,
             )
         except OSError as exc:
-            self._starting.discard(name)
             self._disable(f"cannot run `{self.binary}`: {exc.strerror or exc}")
             return None
         assert process.stdout is not None
@@ -468,7 +459,6 @@ class ContainerPool:
                 self._disable(
                     f"{self._failed_starts} containers in a row ended before they were up"
                 )
-        self._starting.discard(container.name)
         container.ready.set()
         self._wake_filler.set()
 
