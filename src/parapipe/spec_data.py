@@ -125,19 +125,8 @@ def _caches(node: Node, where: str, file: str) -> dict[str, str]:
 
 def _secrets(node: Node, where: str, file: str) -> tuple[str, ...]:
     what = f"'secrets' of {where}"
-    names: list[str] = []
-    for item in spec_yaml.string_items(node, what, file):
-        name = spec_yaml.scalar_text(item)
-        if not SECRET_NAME.fullmatch(name):
-            raise spec_yaml.error_at(
-                f"invalid secret name {quoted(name)} in {what}: it becomes an environment variable",
-                item,
-                file,
-            )
-        if name in names:
-            raise spec_yaml.error_at(f"{quoted(name)} is listed twice in {what}", item, file)
-        names.append(name)
-    return tuple(names)
+    invalid = f"invalid secret name {{name}} in {what}: it becomes an environment variable"
+    return spec_yaml.unique_names(node, what, file, SECRET_NAME, invalid)
 
 
 def _boolean(node: Node, what: str, file: str) -> bool:

@@ -22,19 +22,8 @@ TAG: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 def read_tags(node: Node, where: str, file: str) -> tuple[str, ...]:
     """A tag or a list of tags: letters, digits, '_', '.', '-'."""
     what = f"'tags' of {where}"
-    tags: list[str] = []
-    for item in spec_yaml.string_items(node, what, file):
-        tag = spec_yaml.scalar_text(item)
-        if not TAG.fullmatch(tag):
-            raise spec_yaml.error_at(
-                f"invalid tag {quoted(tag)} in {what}: use letters, digits, '_', '.' and '-'",
-                item,
-                file,
-            )
-        if tag in tags:
-            raise spec_yaml.error_at(f"{quoted(tag)} is listed twice in {what}", item, file)
-        tags.append(tag)
-    return tuple(tags)
+    invalid = f"invalid tag {{name}} in {what}: use letters, digits, '_', '.' and '-'"
+    return spec_yaml.unique_names(node, what, file, TAG, invalid)
 
 
 def read_when(node: Node, where: str, file: str) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ spec is only composed into nodes and read from those here, each error pointing a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import NamedTuple, TypeGuard, TypeVar
 
@@ -213,3 +214,19 @@ def string_items(node: Node, what: str, file: str) -> list[ScalarNode]:
             )
         strings.append(item)
     return strings
+
+
+def unique_names(
+    node: Node, what: str, file: str, pattern: re.Pattern[str], invalid: str
+) -> tuple[str, ...]:
+    """A name or a list of names, each matching `pattern` and given once; `invalid` is the
+    message for one that does not match, with `{name}` in it."""
+    names: list[str] = []
+    for item in string_items(node, what, file):
+        name = scalar_text(item)
+        if not pattern.fullmatch(name):
+            raise error_at(invalid.format(name=quoted(name)), item, file)
+        if name in names:
+            raise error_at(f"{quoted(name)} is listed twice in {what}", item, file)
+        names.append(name)
+    return tuple(names)

@@ -31,7 +31,7 @@ from dagger import dag
 from parapipe.engines import dagger_probe
 from parapipe.engines.base import CA_BUNDLE_PATH, Engine, ImagePlan, LineSink, StepRun, step_command
 from parapipe.engines.dagger_probe import DaggerTarget, one_line
-from parapipe.engines.docker import write_build_context
+from parapipe.engines.docker import stage_build_context
 from parapipe.engines.docker_argv import CONTEXT_CA_BUNDLE, CONTEXT_SOURCE, setup_command
 from parapipe.errors import EngineError, EngineUnavailable, ImageBuildFailed, OutputError, SpecError
 from parapipe.models import DockerfileBuild, ImageSpec
@@ -212,13 +212,7 @@ class DaggerEngine(Engine):
     async def build_image(self, plan: ImagePlan, log: LineSink) -> str:
         client, scratch = self._opened()
         context = Path(tempfile.mkdtemp(prefix="image-", dir=scratch)) / "context"
-        try:
-            await anyio.to_thread.run_sync(write_build_context, plan, context)
-        except OSError as exc:
-            raise ImageBuildFailed(
-                f"cannot copy {exc.filename or plan.source} into the build context:"
-                f" {exc.strerror or exc}"
-            ) from exc
+        await stage_build_context(plan, context)
         log(f"parapipe: building {plan.tag} with Dagger; its own log is {DAGGER_LOG}")
         try:
             # Evaluated here, once: every step then starts from this same container.

@@ -117,13 +117,7 @@ class DockerEngine(Engine):
         try:
             context = Path(scratch.name, "context")
             iidfile = Path(scratch.name, "iid")
-            try:
-                await anyio.to_thread.run_sync(write_build_context, plan, context)
-            except OSError as exc:
-                raise ImageBuildFailed(
-                    f"cannot copy {exc.filename or plan.source} into the build context:"
-                    f" {exc.strerror or exc}"
-                ) from exc
+            await stage_build_context(plan, context)
             failed_setup: tuple[int, int] | None = None
 
             def watch(line: str) -> None:
@@ -553,6 +547,17 @@ class PodmanEngine(DockerEngine):
     async def _build_flavour(self) -> BuildFlavour:
         # Buildah takes the legacy flags; it removes intermediate containers by default.
         return BuildFlavour()
+
+
+async def stage_build_context(plan: ImagePlan, context: Path) -> None:
+    """`write_build_context` off the event loop; a file that cannot be copied fails the image."""
+    try:
+        await anyio.to_thread.run_sync(write_build_context, plan, context)
+    except OSError as exc:
+        raise ImageBuildFailed(
+            f"cannot copy {exc.filename or plan.source} into the build context:"
+            f" {exc.strerror or exc}"
+        ) from exc
 
 
 def write_build_context(plan: ImagePlan, context: Path) -> None:
