@@ -96,11 +96,15 @@ class Project:
 def project(tmp_path: Path) -> Iterator[Project]:
     name = f"test-{uuid.uuid4().hex[:10]}"
     yield Project(root=tmp_path, name=name)
+    remove_pipeline_images(name)
+
+
+def remove_pipeline_images(pipeline: str) -> None:
+    """Images are the product of a run and are meant to be reused; the tests' own are not."""
     if shutil.which("docker") is None:
         return
-    # Images are the product of a run and are meant to be reused; the tests' own are not.
     listed = subprocess.run(
-        ["docker", "image", "ls", "-q", f"parapipe/{name}"],
+        ["docker", "image", "ls", "-q", f"parapipe/{pipeline}"],
         capture_output=True,
         text=True,
         check=False,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BUSYBOX, Project
+from tests.conftest import BUSYBOX, Project, remove_pipeline_images
 
 pytestmark = pytest.mark.docker
 
@@ -32,6 +32,7 @@ def pipelines() -> Iterator[list[str]]:
     names: list[str] = []
     yield names
     for name in names:
+        remove_pipeline_images(name)
         # By name too: a volume made without its labels would escape the label filter.
         prefix = f"parapipe-cache-{name}-"
         left = [v for v in volumes("") if v.startswith(prefix)]

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import xmlschema
 
-from tests.conftest import BUSYBOX, Project
+from tests.conftest import BUSYBOX, Project, remove_pipeline_images
 
 pytestmark = pytest.mark.docker
 
@@ -76,6 +76,7 @@ def report_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Proje
         str(reports / "timeline.html"),
     )
     yield project, result
+    remove_pipeline_images(project.name)
     listed = subprocess.run(
         ["docker", "image", "ls", "-q", f"parapipe/{project.name}"],
         capture_output=True,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BUSYBOX, Project
+from tests.conftest import BUSYBOX, Project, remove_pipeline_images
 
 pytestmark = pytest.mark.docker
 
@@ -98,6 +98,7 @@ def leaky_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LeakyRun]:
         env=env,
     )  # fmt: skip
     yield LeakyRun(project, done, reports)
+    remove_pipeline_images(project.name)
     ids = subprocess.run(
         ["docker", "image", "ls", "-q", f"parapipe/{project.name}"],
         capture_output=True, text=True, check=False,
