@@ -126,9 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-prewarm",
         action="store_true",
-        help="start each step's container only when the step starts (default: Docker and "
-        "Podman start the containers of the steps about to run ahead of time, fresh ones from "
-        "the image, so that a step does not wait for its container to start)",
+        help="start each step's container only when the step starts, in a network of its own "
+        "(default: Docker and Podman start the containers of the steps about to run ahead of "
+        "time, fresh ones from the image, in networks that a few holder containers lend them, "
+        "never to two steps at the same time)",
     )
     run.add_argument(
         "--export",

@@ -28,6 +28,8 @@ class Conformance:
     image_failure: str | None = None  # the image's reason, when it fails to build
     # (before, after): `after` starts only once `before` has finished.
     order: tuple[tuple[str, str], ...] = ()
+    # With the pool, some steps run in networks that holders lend (Docker, Podman).
+    lends_networks: bool = False
 
 
 PASS = Conformance(
@@ -139,4 +141,22 @@ steps:
     image_failure="setup command 2 `exit 4` failed with exit 4",
 )
 
-ALL = (PASS, FAIL, DIAMOND, KEEP_GOING, SETUP_FAILS)
+# Every step holds TCP port 8000 while it runs and fails if another process of its network holds
+# it already: two steps that run at the same time must not share a network.
+_HOLDS_PORT = "nc -l -p 8000 & listener=$!; sleep 0.3; kill -0 $listener; kill $listener"
+_PORT_STEPS = [f"p{i:02d}" for i in range(16)]
+
+PORTS = Conformance(
+    name="ports",
+    spec=f"""
+image:
+  from: {BUSYBOX}
+steps:
+""" + "".join(f"  {name}: {{run: {_HOLDS_PORT!r}}}\n" for name in _PORT_STEPS),
+    exit_code=0,
+    statuses=dict.fromkeys(_PORT_STEPS, Status.PASSED),
+    exit_codes=dict.fromkeys(_PORT_STEPS, 0),
+    lends_networks=True,
+)
+
+ALL = (PASS, FAIL, DIAMOND, KEEP_GOING, SETUP_FAILS, PORTS)

@@ -201,7 +201,7 @@ def test_the_pool_holds_no_more_than_the_steps_can_take(project: Project) -> Non
         time.sleep(0.05)
     assert process.returncode == 0
     run = project.last_run()
-    started = re.findall(r"(\S+) starting", pool_log(run))
+    started = re.findall(r"(\S+\.pool-\d+) starting", pool_log(run))
     assert most <= 4, pool_log(run)
     assert seen <= set(started)
     assert len(started) <= 10
@@ -220,7 +220,7 @@ steps:
     assert result.exit_code == 1, result.output
     run = project.last_run()
     log = pool_log(run)
-    started = re.findall(r"(\S+) starting", log)
+    started = re.findall(r"(\S+\.pool-\d+) starting", log)
     # The pool holds at most --jobs containers that no step has taken yet.
     assert len(started) - len(pooled_steps(run)) <= 2, log
     assert containers_labelled(run.name) == []

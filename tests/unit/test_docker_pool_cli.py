@@ -33,7 +33,7 @@ if args[0] == "rm":
     sys.exit(0)
 if args[0] != "run":
     sys.exit(f"fake docker: no {args[0]}")
-with_value = {"--name", "--label", "-e", "-w", "--env-file", "-v"}
+with_value = {"--name", "--label", "-e", "-w", "--env-file", "-v", "--network"}
 flags, i = {}, 1
 env = {}
 while args[i].startswith("-"):
@@ -47,12 +47,13 @@ while args[i].startswith("-"):
         flags[args[i]] = ""
         i += 1
 command = args[i + 1:]
-record("run", flags["--name"], *sorted(f for f in ("-i", "--rm") if f in flags))
+network = [f"--network={flags['--network']}"] if "--network" in flags else []
+record("run", flags["--name"], *sorted(f for f in ("-i", "--rm") if f in flags), *network)
 if "-i" in flags and os.environ.get("FAKE_POOL") == "broken":
     sys.exit("docker: Error response from daemon: no such image")
 if "-i" in flags and os.environ.get("FAKE_POOL") == "idle":
     command = ["sh", "-c", "printf 'parapipe-pool: ready\\\\n'; cat > /dev/null"]
-os.chdir(flags["-w"])
+os.chdir(flags.get("-w", "/"))
 os.environ.update(env)
 os.execvp(command[0], command)
 """
@@ -105,6 +106,11 @@ def step(name: str, *commands: str, **fields: object) -> StepRun:
 
 
 def runs(calls: Path) -> list[list[str]]:
+    """The pooled containers and the steps' own, without the network holders."""
+    return [call for call in all_runs(calls) if ".net-" not in call[1]]
+
+
+def all_runs(calls: Path) -> list[list[str]]:
     return [line.split() for line in calls.read_text().splitlines() if line.startswith("run ")]
 
 
@@ -159,6 +165,24 @@ async def test_the_pool_holds_what_is_asked_and_no_more(
     # Nothing was held for it: it gets a container started for it alone, there and then.
     assert len(runs(calls)) == 3
     assert f"{runs(calls)[-1][1]} takes step 'late'" in journal(tmp_path)
+
+
+async def test_once_a_container_is_up_later_ones_start_in_a_holders_network(
+    engine: DockerEngine, calls: Path, tmp_path: Path
+) -> None:
+    engine.prewarm(request(soon=2, limit=12))
+    await until(lambda: "its network can be lent" in journal(tmp_path), "a holder is up")
+    holders = [call[1] for call in all_runs(calls) if ".net-" in call[1]]
+    # Two jobs: at most three holders, and none started before the first container was up.
+    assert 1 <= len(holders) <= 3
+    assert journal(tmp_path).index(" up\n") < journal(tmp_path).index(".net-1 starting")
+    lines: list[str] = []
+    for number in range(6):
+        assert await engine.run_step(step(f"s{number}", "echo $GREETING"), lines.append) == 0
+    assert lines.count("it's $HOME") == 6
+    networks = [call[-1] for call in runs(calls) if call[-1].startswith("--network=")]
+    assert networks, journal(tmp_path)
+    assert {network.removeprefix("--network=container:") for network in networks} <= set(holders)
 
 
 async def test_a_step_with_outputs_gets_a_container_kept_to_copy_them_out(

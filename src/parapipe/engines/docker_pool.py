@@ -43,7 +43,10 @@ removed in the background once its step has ended. What is left when the run end
 `close`, and whatever escapes that (a CLI killed while it created its container) carries the
 run's label for the runner's final sweep.
 
-`pool.txt` in the run's folder says which container ran which step.
+Most of what a container costs is its network, so pooled containers run in networks that
+holders lend them (`docker_network`): never shared by two steps at the same time.
+
+`pool.txt` in the run's folder says which container ran which step, in which network.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from parapipe.engines.base import LABEL_RUN, LineSink, Prewarm, StepRun, step_command
 from parapipe.engines.docker_argv import passed_through_cli_env, remove_argv
+from parapipe.engines.docker_network import NetworkLender, network_flags
 
 POOL_LABEL: Final = "io.parapipe.pool"
 JOURNAL: Final = "pool.txt"  # not `.log`: those are the steps'
@@ -105,12 +109,20 @@ def pool_container_name(run_id: str, number: int) -> str:
 
 
 def pool_run_argv(
-    binary: str, request: Prewarm, name: str, nonce: str, *, keep: bool = False
+    binary: str,
+    request: Prewarm,
+    name: str,
+    nonce: str,
+    *,
+    keep: bool = False,
+    network: str | None = None,
 ) -> list[str]:
     """`docker run -i` for a pooled container: `run_argv`'s flags for a container of `request`,
     with `LOADER` in place of the step's label, env and command. `--rm` unless `keep`, as a step
-    with outputs is `create`d (without it) to copy them out once it stopped."""
+    with outputs is `create`d (without it) to copy them out once it stopped. In the network of
+    the holder `network` (`docker_network`), if any."""
     argv = [binary, "run", "-i", *([] if keep else ["--rm"]), "--pull=never", "--name", name]
+    argv += network_flags(network)
     labels = {**request.labels, LABEL_RUN: request.run_id, POOL_LABEL: "1"}
     for label, value in labels.items():
         argv += ["--label", f"{label}={value}"]
@@ -217,6 +229,7 @@ class PooledContainer:
     keep: bool  # for a step with outputs: not `--rm`, kept once stopped to copy them out
     process: Process
     output: BufferedByteReceiveStream  # the CLI's stdout: the step's output after the ready line
+    network: str | None = None  # the holder whose network it is in, until its CLI exited
     ready: anyio.Event = field(default_factory=anyio.Event)  # set once `up` is known
     up: bool = False  # the loader said it is ready; still False after `ready`: the CLI ended
     sent: bool = False  # the step is in: the container ends by itself
@@ -232,6 +245,7 @@ async def open_pool(binary: str, run_dir: Path) -> AsyncIterator[ContainerPool]:
     try:
         async with anyio.create_task_group() as tasks:
             pool.tasks = tasks
+            pool.lender.tasks = tasks
             tasks.start_soon(pool.fill_forever)
             tasks.start_soon(pool.remove_forever)
             try:
@@ -275,6 +289,7 @@ class ContainerPool:
         self._failed_starts = 0
         self._checked_image: str | None = None
         self._checking = anyio.Lock()
+        self.lender = NetworkLender(binary, self._note)
 
     @property
     def idle(self) -> int:
@@ -282,6 +297,7 @@ class ContainerPool:
 
     def request(self, prewarm: Prewarm) -> None:
         self._request = prewarm
+        self._top_up_networks()
         self._wake_filler.set()
 
     async def take(self, run: StepRun) -> PooledContainer | None:
@@ -298,13 +314,23 @@ class ContainerPool:
         self._request = _with_counts(request, keep, max(0, soon - 1), max(0, limit - 1))
         self._wake_filler.set()
         idle = self._idle[keep]
-        container = next((c for c in idle if c.up), None) or next(iter(idle), None)
+        for stranded in [c for c in idle if c.network and self.lender.ended(c.network)]:
+            idle.remove(stranded)
+            self._note(f"{stranded.name} is not used: the network it is in has ended")
+            self._discard(stranded)
+        # Never one whose network a running step uses: the step would wait for that one.
+        usable = [c for c in idle if c.network is None or self.lender.free(c.network)]
+        container = next((c for c in usable if c.up), None) or next(iter(usable), None)
         if container is not None:
             idle.remove(container)
+            if container.network is not None:
+                self.lender.take(container.network, container.name)
         elif not keep and await self._image_suits(request.image_id) and not self.disabled:
             # Started now, it is up no sooner than a container of the step's own, but the
             # step ends as soon as its shell says so (`marked_step_command`).
-            container = await self._start(request, keep=False)
+            container = await self._start(request, keep=False, for_step=True)
+            if container is not None and container.network is not None:
+                self.lender.take(container.network, container.name)
         if container is None:
             self._note(f"step {run.step!r} (attempt {run.attempt}) starts its own container")
             return None
@@ -318,11 +344,14 @@ class ContainerPool:
         return container.up
 
     async def send(self, container: PooledContainer, run: StepRun) -> bool:
-        """Start `run` in `container`, which is up. False when its CLI went away first: the
-        nonce line, last, did not get through, so nothing of the step ran."""
+        """Start `run` in `container`, which is up, once no other step runs in its network.
+        False when its CLI went away first: the nonce line, last, did not get through, so
+        nothing of the step ran."""
         stdin = container.process.stdin
         if stdin is None:
             return False
+        if container.network is not None:
+            await self.lender.claim(container.network, container.name)
         try:
             await stdin.send(step_script(run, container.nonce))
             container.sent = True
@@ -334,6 +363,8 @@ class ContainerPool:
 
     def release(self, container: PooledContainer) -> None:
         """The step is done with `container`: it goes, in the background."""
+        if container.network is not None:
+            self.lender.step_ended(container.network, container.name)
         self._discard(container)
 
     # -- background work ---------------------------------------------------------------------
@@ -376,6 +407,12 @@ class ContainerPool:
                 return
             self._idle[wanted].append(started)
 
+    def _top_up_networks(self) -> None:
+        if (request := self._request) is not None:
+            # The containers still to start: the steps still to take one, less the idle.
+            still_to_start = request.limit + request.limit_with_outputs - self.idle
+            self.lender.top_up(request, still_to_start=still_to_start)
+
     async def _image_suits(self, image_id: str) -> bool:
         async with self._checking:  # the filler and a step may ask at once: one inspect
             return await self._check_image(image_id)
@@ -402,20 +439,29 @@ class ContainerPool:
         self._checked_image = image_id
         return True
 
-    async def _start(self, request: Prewarm, *, keep: bool) -> PooledContainer | None:
+    async def _start(
+        self, request: Prewarm, *, keep: bool, for_step: bool = False
+    ) -> PooledContainer | None:
+        """A container for the pool, or `for_step`: for a step that waits for it now."""
         self._started += 1
         name = pool_container_name(request.run_id, self._started)
         nonce = secrets.token_hex(16)
+        if for_step:
+            network = self.lender.borrow(name, free_only=True)
+        else:
+            network = await self.lender.borrow_soon(name)
         try:
             # A session of its own keeps a terminal's Ctrl-C away, as for every other CLI call.
             process = await anyio.open_process(
-                pool_run_argv(self.binary, request, name, nonce, keep=keep),
+                pool_run_argv(self.binary, request, name, nonce, keep=keep, network=network),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
             )
         except OSError as exc:
+            if network is not None:
+                self.lender.give_back(network, name, in_use=False)
             self._disable(f"cannot run `{self.binary}`: {exc.strerror or exc}")
             return None
         assert process.stdout is not None
@@ -425,10 +471,13 @@ class ContainerPool:
             keep=keep,
             process=process,
             output=BufferedByteReceiveStream(process.stdout),
+            network=network,
         )
         self._live[name] = container
         self._unremoved.add(name)
-        self._note(f"{name} starting" + (" (kept when stopped)" if keep else ""))
+        where = f" in the network of {network}" if network else ""
+        self._note(f"{name} starting{where}" + (" (kept when stopped)" if keep else ""))
+        self._top_up_networks()
         assert self.tasks is not None
         self.tasks.start_soon(self._watch, container)
         return container
@@ -449,6 +498,9 @@ class ContainerPool:
         if container.up:
             self._failed_starts = 0
             self._note(f"{container.name} up")
+            if not self.lender.opened:
+                self.lender.opened = True
+                self._top_up_networks()
         elif not container.discarded:
             self._failed_starts += 1
             self._note(f"{container.name} ended before it was up: {await _said(container)}")
@@ -504,12 +556,16 @@ class ContainerPool:
                 drains.start_soon(_drain, container.output)
                 drains.start_soon(_drain, process.stderr)
             await process.wait()
-        if process.returncode is None:
+        killed = process.returncode is None
+        if killed:
             with suppress(ProcessLookupError):
                 process.kill()
         with anyio.move_on_after(QUERY_TIMEOUT):
             await process.aclose()
         self._live.pop(container.name, None)
+        if container.network is not None:
+            self.lender.give_back(container.network, container.name, in_use=killed)
+            container.network = None
 
     async def close(self) -> None:
         """Remove every container of the pool that may be left and reap every CLI; call it
@@ -525,6 +581,7 @@ class ContainerPool:
                 reaping.start_soon(self._reap, container, CLOSE_WAIT)
         self._to_remove.clear()
         await self._remove(sorted(self._unremoved))
+        await self.lender.close()
         if self._journal is not None:
             self._journal.close()
             self._journal = None
