@@ -152,7 +152,8 @@ PORTS = Conformance(
 image:
   from: {BUSYBOX}
 steps:
-""" + "".join(f"  {name}: {{run: {_HOLDS_PORT!r}}}\n" for name in _PORT_STEPS),
+"""
+    + "".join(f"  {name}: {{run: {_HOLDS_PORT!r}}}\n" for name in _PORT_STEPS),
     exit_code=0,
     statuses=dict.fromkeys(_PORT_STEPS, Status.PASSED),
     exit_codes=dict.fromkeys(_PORT_STEPS, 0),
