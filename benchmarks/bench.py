@@ -17,9 +17,10 @@ Runners
             otherwise restore them all).  The image, parapipe/parapipe-bench:<content hash>, is
             the same for every shape and every invocation, and is left in place, as parapipe
             does by design.  By default parapipe starts the containers of the steps about to
-            run ahead of time (its pool).
+            run ahead of time (its pool), in networks that a few holder containers lend.
   parapipe-nopool
-            the same with `--no-prewarm`: each step's container starts when the step does.
+            the same with `--no-prewarm`: each step's container starts when the step does,
+            in a network of its own.
   floor     `make -jN -f Makefile all`, one target per step whose recipe is a plain
             `docker run --rm IMAGE sh -c CMD`, prerequisites mirroring `needs`.  Nothing can
             run these containers with less machinery, so parapipe/floor is parapipe's overhead.

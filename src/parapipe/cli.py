@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-deps",
         action="store_true",
         help="run exactly the named steps, treating their needs as passed (as one job of "
-        "'export github --split' does)",
+        "'export github --split' does); the outputs of those needs come from "
+        ".parapipe/handoff/NEED/, else from the step cache",
     )
     run.add_argument(
         "--changed-since",

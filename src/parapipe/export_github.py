@@ -5,9 +5,10 @@
   its `needs:` mirroring the step's needs, each running `parapipe run STEP --no-deps` (GitHub
   only starts a job once the jobs it needs passed). Each job uploads `.parapipe/runs/` as the
   artifact `parapipe-<step>`, and each job downloads the artifacts of its needs into
-  `.parapipe/handoff/<need>/` before it runs. For now only logs travel that way; this is where
-  a step's `outputs` will be handed on once steps have outputs, with no change to the workflow's
-  shape.
+  `.parapipe/handoff/<need>/` before it runs, where `parapipe run --no-deps` finds the outputs
+  its step receives (`left_out_needs`).
+- A step's `secrets` come from the repository's secrets of the same names, in the environment
+  of the job step that runs parapipe: `NAME: ${{ secrets.NAME }}`.
 
 Every job builds the pipeline's image itself: it is the same image everywhere (the same
 content hash), but a runner has no other way to get it without a registry.
@@ -20,7 +21,7 @@ import os
 import shlex
 from collections.abc import Sequence
 
-from parapipe import __version__
+from parapipe import __version__, left_out_needs
 from parapipe.errors import UsageError
 from parapipe.models import Pipeline
 
@@ -30,7 +31,7 @@ UPLOAD = "actions/upload-artifact@v6"
 DOWNLOAD = "actions/download-artifact@v7"
 PYTHON = "3.12"
 RUNNER = "ubuntu-latest"
-HANDOFF = ".parapipe/handoff"
+HANDOFF = f".parapipe/{left_out_needs.HANDOFF}"
 REPORTS = ".parapipe/reports"
 
 
@@ -82,6 +83,7 @@ def _pipeline_job(pipeline: Pipeline, spec: str, install: str) -> list[str]:
         "    steps:",
         *_setup(install),
         "      - name: Run the pipeline",
+        *_secrets_env(sorted({s for step in pipeline.steps.values() for s in step.secrets})),
         *_run(command),
         "      - name: Keep the logs and reports",
         "        if: always()",
@@ -111,7 +113,11 @@ def _step_job(pipeline: Pipeline, name: str, spec: str, install: str) -> list[st
     command = _command(
         "parapipe", "run", "-f", spec, name, "--no-deps", "--junit", f"{REPORTS}/{name}.xml"
     )
-    lines += [f"      - name: {_q(f'Run {name}')}", *_run(command)]
+    lines += [
+        f"      - name: {_q(f'Run {name}')}",
+        *_secrets_env(sorted(step.secrets)),
+        *_run(command),
+    ]
     lines += [
         f"      - name: {_q(f'Hand on what {name} left')}",
         "        if: always()",
@@ -129,6 +135,14 @@ def _setup(install: str) -> list[str]:
         "      - name: Install parapipe",
         *_run(install),
     ]
+
+
+def _secrets_env(names: Sequence[str]) -> list[str]:
+    """The repository's secrets of these names, in the environment, where parapipe reads a
+    secret that no --secret gives (GitHub masks their values in the job's log too)."""
+    if not names:
+        return []
+    return ["        env:", *(f"          {name}: ${{{{ secrets.{name} }}}}" for name in names)]
 
 
 def _run(command: str) -> list[str]:

@@ -30,6 +30,7 @@ from parapipe.errors import ImageBuildFailed, OutputError, ParapipeError
 from parapipe.graph import needs_within, remaining_path_lengths, select_steps
 from parapipe.history import load_durations, record_durations
 from parapipe.image import plan_image
+from parapipe.left_out_needs import BroughtIn, find_left_out_outputs
 from parapipe.models import Pipeline, Step
 from parapipe.prewarm import ContainerForecast, forecast_containers
 from parapipe.reporters.base import Reporter, RunInfo
@@ -69,6 +70,7 @@ async def run_pipeline(
     """Run `pipeline`. Usage errors are raised before any engine is contacted."""
     names = select_steps(pipeline, options.steps, with_needs=not options.no_deps)
     secrets = resolve_secrets((pipeline.steps[n] for n in names), options.secrets, os.environ)
+    brought_in = find_left_out_outputs(pipeline, names) if options.no_deps else {}
     if engine is None:
         from parapipe.engines.select import choose_engine
 
@@ -76,7 +78,17 @@ async def run_pipeline(
     else:
         reason = "given by the caller"
     folder = RunFolder.create(pipeline.state_dir)
-    run = PipelineRun(pipeline, names, options, reporter, engine, reason, folder, secrets=secrets)
+    run = PipelineRun(
+        pipeline,
+        names,
+        options,
+        reporter,
+        engine,
+        reason,
+        folder,
+        secrets=secrets,
+        brought_in=brought_in,
+    )
     try:
         return await run.execute()
     except ParapipeError:
@@ -100,8 +112,10 @@ class PipelineRun:
         folder: RunFolder,
         *,
         secrets: Secrets | None = None,
+        brought_in: Mapping[str, BroughtIn] | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.brought_in = dict(brought_in or {})
         self.secrets = secrets or Secrets()
         self.names = names
         self.options = options
@@ -132,6 +146,8 @@ class PipelineRun:
         self._plan: ImagePlan | None = None
         self._forecast: ContainerForecast | None = None
         self.data = StepData(pipeline, folder.path, read_cache=not options.no_cache)
+        for brought in self.brought_in.values():
+            self.data.take_in(brought.need, brought.outputs)
 
     async def execute(self) -> RunResult:
         started_at, started = time.time(), time.monotonic()
@@ -320,23 +336,31 @@ class PipelineRun:
             return StepResult(
                 name=name, status=Status.CACHED, log_path=log_path, duration=0.0, reason=reason
             )
-        result = await self._run_attempts(step, log_path, note)
+        notes = [*self._brought_in_notes(step), *([note] if note else [])]
+        result = await self._run_attempts(step, log_path, notes)
         if result.status is Status.PASSED:
             await anyio.to_thread.run_sync(
                 self.data.remember, step, key, result.duration or 0.0, log_path
             )
         return result
 
+    def _brought_in_notes(self, step: Step) -> list[str]:
+        return [
+            f"parapipe: the outputs of {need!r} come from {self.brought_in[need].origin}"
+            for need in step.needs
+            if need in self.brought_in
+        ]
+
     def _secret_fingerprints(self, step: Step) -> dict[str, str]:
         return self.secrets.fingerprints(step)
 
-    async def _run_attempts(self, step: Step, log_path: Path, note: str) -> StepResult:
+    async def _run_attempts(self, step: Step, log_path: Path, notes: list[str]) -> StepResult:
         name = step.name
         max_attempts = 1 + step.retries
         attempts: list[AttemptResult] = []
         with self.folder.open_log(log_path) as log_file:
             log = self._line_sink(log_file, lambda line: self.reporter.step_output(name, line))
-            if note:
+            for note in notes:
                 log(note)
             for number in range(1, max_attempts + 1):
                 if max_attempts > 1:

@@ -63,6 +63,10 @@ class StepData:
         outputs = self.outputs_dir(step.name) if step.outputs else None
         self.cache.store(key, self.pipeline.name, step.name, duration, log_path, outputs)
 
+    def take_in(self, need: str, outputs: Path) -> None:
+        """Hand on `outputs` as those of `need`, which this run leaves out (`left_out_needs`)."""
+        shutil.copytree(outputs, self.outputs_dir(need), symlinks=True)
+
     def export(self, names: Iterable[str], destination: Path) -> list[str]:
         """Copy the outputs of `names` to `destination`, each at its own path."""
         exported = []
