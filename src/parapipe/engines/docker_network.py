@@ -49,6 +49,7 @@ READY_LINE: Final = b"parapipe-network: ready"
 # Reads until its stdin ends: parapipe closes it, or goes.
 HOLDER_SCRIPT: Final = "printf 'parapipe-network: ready\\n'; read -r line"
 CLOSE_WAIT: Final = 10.0  # for a holder to go once its stdin is closed
+BORROW_WAIT: Final = 10.0  # for a holder that is starting, when none can be lent
 # Holders in a row that ended before they were up: the lender then starts no more.
 _MAX_FAILED_STARTS: Final = 2
 
@@ -110,27 +111,34 @@ class NetworkLender:
         self._launching = 0  # holders asked for whose CLI is not started yet
         self._failed_starts = 0
 
-    def borrow(self, container: str, *, free_only: bool = False) -> str | None:
+    def borrow(self, container: str, *, for_step: bool = False) -> str | None:
         """The name of a holder now lent to `container`; None: a network of its own. A holder
-        whose network no step uses comes first; with `free_only`, no other."""
+        whose network no step uses comes first. `for_step`: a step has taken `container`
+        already, so only such a holder will do."""
         candidates = [
             h
             for h in self._holders.values()
-            if h.up and not h.retired and h.idle is None and (h.free() or not free_only)
+            if h.up and not h.retired and h.idle is None and (h.free() or not for_step)
         ]
         if not candidates:
             return None
         holder = max(candidates, key=NetworkHolder.free)
-        holder.idle = container
+        if for_step:
+            holder.taken.append(container)
+        else:
+            holder.idle = container
         return holder.name
 
     async def borrow_soon(self, container: str) -> str | None:
-        """As `borrow`, but when no holder can be lent and one is still starting, wait for it."""
-        while (name := self.borrow(container)) is None:
-            if not self._starting():
-                return None
-            await self._changed.wait()
-        return name
+        """As `borrow`, but when no holder can be lent and one is still starting, wait for it
+        (a while: a holder that never comes up must not stop the pool)."""
+        with anyio.move_on_after(BORROW_WAIT):
+            while (name := self.borrow(container)) is None:
+                if not self._starting():
+                    return None
+                await self._changed.wait()
+            return name
+        return None
 
     def free(self, holder: str) -> bool:
         found = self._holders.get(holder)

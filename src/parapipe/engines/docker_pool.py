@@ -329,8 +329,6 @@ class ContainerPool:
             # Started now, it is up no sooner than a container of the step's own, but the
             # step ends as soon as its shell says so (`marked_step_command`).
             container = await self._start(request, keep=False, for_step=True)
-            if container is not None and container.network is not None:
-                self.lender.take(container.network, container.name)
         if container is None:
             self._note(f"step {run.step!r} (attempt {run.attempt}) starts its own container")
             return None
@@ -447,7 +445,7 @@ class ContainerPool:
         name = pool_container_name(request.run_id, self._started)
         nonce = secrets.token_hex(16)
         if for_step:
-            network = self.lender.borrow(name, free_only=True)
+            network = self.lender.borrow(name, for_step=True)
         else:
             network = await self.lender.borrow_soon(name)
         try:
