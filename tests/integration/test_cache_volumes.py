@@ -124,3 +124,46 @@ def test_caches_are_scoped_to_their_pipeline(tmp_path: Path, pipelines: list[str
     # The other pipeline's `shared` is another volume, so there is nothing to read.
     assert read.exit_code == 1, read.output
     assert "No such file" in read.output
+
+
+def test_cache_prune_volumes_removes_the_pipelines_volumes_only(
+    tmp_path: Path, pipelines: list[str]
+) -> None:
+    one = make_project(tmp_path / "one", pipelines)
+    two = make_project(tmp_path / "two", pipelines)
+    for project in (one, two):
+        assert project.run("run", "-f", "ci.yaml", "write", "other").exit_code == 0
+    pruned = one.run("cache", "prune", "-f", "ci.yaml", "--volumes", "--engine", "docker")
+    assert pruned.exit_code == 0, pruned.output
+    removed = [f"parapipe-cache-{one.name}-other", f"parapipe-cache-{one.name}-shared"]
+    assert pruned.stdout.split("\n", 1)[1].split() == [
+        "removed",
+        "2",
+        "cache",
+        "volume(s)",
+        *removed,
+    ]
+    assert volumes(f"io.parapipe.pipeline={one.name}") == []
+    assert len(volumes(f"io.parapipe.pipeline={two.name}")) == 2
+    # The next run creates the cache again, empty.
+    assert one.run("run", "-f", "ci.yaml", "read", "--output", "plain").exit_code == 1
+
+
+def test_cache_prune_volumes_fails_in_one_line_for_a_volume_in_use(
+    tmp_path: Path, pipelines: list[str]
+) -> None:
+    project = make_project(tmp_path / "one", pipelines)
+    assert project.run("run", "-f", "ci.yaml", "write").exit_code == 0
+    volume = f"parapipe-cache-{project.name}-shared"
+    holder = subprocess.run(
+        ["docker", "run", "-d", "--rm", "-v", f"{volume}:/cache", BUSYBOX, "sleep", "60"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    try:
+        pruned = project.run("cache", "prune", "-f", "ci.yaml", "--volumes", "--engine", "docker")
+    finally:
+        subprocess.run(["docker", "rm", "-f", holder], capture_output=True, check=False)
+    assert pruned.exit_code == 3, pruned.output
+    (line,) = pruned.stderr.strip().splitlines()
+    assert line.startswith("parapipe: docker: cannot remove every cache volume:"), line
+    assert "in use" in line

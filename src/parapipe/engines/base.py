@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from parapipe.errors import UsageError
 from parapipe.models import ImageSpec
 
 LineSink = Callable[[str], None]
@@ -177,3 +178,8 @@ class Engine(ABC):
     @abstractmethod
     async def remove_containers(self, run_id: str) -> None:
         """Remove every container labelled with `run_id` (a last sweep at the end of a run)."""
+
+    async def remove_cache_volumes(self, pipeline: str) -> list[str]:
+        """Remove the cache volumes of `pipeline` (`parapipe cache prune --volumes`); their
+        names. Raises `UsageError` for an engine that keeps them out of parapipe's reach."""
+        raise UsageError(f"{self.name} keeps cache volumes itself: parapipe cannot remove them")

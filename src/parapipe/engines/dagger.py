@@ -33,7 +33,14 @@ from parapipe.engines.base import CA_BUNDLE_PATH, Engine, ImagePlan, LineSink, S
 from parapipe.engines.dagger_probe import DaggerTarget, one_line
 from parapipe.engines.docker import stage_build_context
 from parapipe.engines.docker_argv import CONTEXT_CA_BUNDLE, CONTEXT_SOURCE, setup_command
-from parapipe.errors import EngineError, EngineUnavailable, ImageBuildFailed, OutputError, SpecError
+from parapipe.errors import (
+    EngineError,
+    EngineUnavailable,
+    ImageBuildFailed,
+    OutputError,
+    SpecError,
+    UsageError,
+)
 from parapipe.models import DockerfileBuild, ImageSpec
 
 DAGGER_LOG: Final = "dagger.log"  # Dagger's own progress, in the run's folder
@@ -248,6 +255,12 @@ class DaggerEngine(Engine):
     async def remove_containers(self, run_id: str) -> None:
         # A step's container lives inside the Dagger engine and ends with its exec.
         return None
+
+    async def remove_cache_volumes(self, pipeline: str) -> list[str]:
+        raise UsageError(
+            "Dagger keeps cache volumes in its engine, which prunes them with the rest of its"
+            " cache: parapipe cannot remove them"
+        )
 
     @contextmanager
     def using(self, client: dagger.Client, scratch: Path) -> Iterator[None]:

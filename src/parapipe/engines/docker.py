@@ -187,6 +187,21 @@ class DockerEngine(Engine):
             problem = argvs.error_line(_text(removed.stderr).splitlines())
             raise EngineError(f"{self.name}: cannot remove the run's containers: {problem}")
 
+    async def remove_cache_volumes(self, pipeline: str) -> list[str]:
+        listed = await self._query(argvs.list_cache_volumes_argv(self.binary, pipeline))
+        if listed.returncode != 0:
+            problem = argvs.error_line(_text(listed.stderr).splitlines())
+            raise EngineError(f"{self.name}: cannot list the cache volumes: {problem}")
+        volumes = sorted(_text(listed.stdout).split())
+        if not volumes:
+            return []
+        removed = await self._query(argvs.volume_remove_argv(self.binary, volumes))
+        if removed.returncode != 0:
+            # A volume that a container still mounts stays; the others went.
+            problem = argvs.error_line(_text(removed.stderr).splitlines())
+            raise EngineError(f"{self.name}: cannot remove every cache volume: {problem}")
+        return volumes
+
     # -- what differs between Docker and Podman ----------------------------------------------
 
     def check_argv(self) -> list[str]:

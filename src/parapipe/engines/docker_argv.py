@@ -14,6 +14,8 @@ from typing import Final
 
 from parapipe.engines.base import (
     CA_BUNDLE_PATH,
+    LABEL_CACHE,
+    LABEL_PIPELINE,
     LABEL_RUN,
     LABEL_STEP,
     CacheVolume,
@@ -303,6 +305,15 @@ def copy_out_argv(binary: str, name: str, path: str) -> list[str]:
 
 def remove_argv(binary: str, containers: Iterable[str]) -> list[str]:
     return [binary, "rm", "-f", *containers]
+
+
+def list_cache_volumes_argv(binary: str, pipeline: str) -> list[str]:
+    filters = [f"label={LABEL_CACHE}", f"label={LABEL_PIPELINE}={pipeline}"]
+    return [binary, "volume", "ls", "-q", *(f for label in filters for f in ("--filter", label))]
+
+
+def volume_remove_argv(binary: str, volumes: Iterable[str]) -> list[str]:
+    return [binary, "volume", "rm", *volumes]
 
 
 def list_run_containers_argv(binary: str, run_id: str) -> list[str]:
