@@ -185,6 +185,19 @@ def test_ctrl_c_leaves_no_pooled_container(project: Project) -> None:
     assert pool_containers(project.name, running_only=False) == []
 
 
+def most_idle(journal: str) -> int:
+    """The most pooled containers that had been started and not yet taken by a step, at once."""
+    idle: set[str] = set()
+    most = 0
+    for line in journal.splitlines():
+        if found := re.search(r"(\S+\.pool-\d+) starting", line):
+            idle.add(found[1])
+        elif found := re.search(r"(\S+) (takes step|is not needed any more|is not used)", line):
+            idle.discard(found[1])
+        most = max(most, len(idle))
+    return most
+
+
 def test_the_pool_holds_no_more_than_the_steps_can_take(project: Project) -> None:
     # Ten independent steps, two at a time: at most two running and two ready to take over.
     steps = "\n".join(f"  s{i}: {{run: sleep 1}}" for i in range(10))
@@ -202,7 +215,10 @@ def test_the_pool_holds_no_more_than_the_steps_can_take(project: Project) -> Non
     assert process.returncode == 0
     run = project.last_run()
     started = re.findall(r"(\S+\.pool-\d+) starting", pool_log(run))
-    assert most <= 4, pool_log(run)
+    # Idle (started, no step yet): never more than --jobs. A container whose step ended may
+    # still be torn down while the ones after it run, so `most` counts those too.
+    assert most_idle(pool_log(run)) <= 2, pool_log(run)
+    assert most <= 2 * 2 + 2, pool_log(run)
     assert seen <= set(started)
     assert len(started) <= 10
     assert containers_labelled(run.name) == []

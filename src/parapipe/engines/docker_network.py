@@ -22,8 +22,13 @@ step takes an idle container only in a network where no step runs, or where the 
 has ended and its container is being removed, and then its step starts once that container
 is gone (`claim`): a step never waits for another step. A container the pool starts while no
 holder is free waits for one that is starting, else has a network of its own, as does one
-started for a step that is waiting for it. A holder whose CLI ended, or one lent to a container
-whose CLI had to be killed, is never lent again.
+started for a step that is waiting for it. While more than twice `--jobs` steps are still to
+take a container, an idle one may also go into a network where a step runs: a step that finds
+only such containers starts its own, and the one passed over serves a later step. Near the end
+of the run it might serve none, so there only networks where no step runs are lent.
+
+A holder whose CLI ended, or one lent to a container whose CLI had to be killed, is never lent
+again.
 
 Like a pooled container, a holder runs `sh` with its stdin on a pipe from parapipe: when
 parapipe goes, it reads the end of its input, exits, and `--rm` removes it.
@@ -111,14 +116,20 @@ class NetworkLender:
         self._launching = 0  # holders asked for whose CLI is not started yet
         self._failed_starts = 0
 
-    def borrow(self, container: str, *, for_step: bool = False) -> str | None:
+    def borrow(
+        self, container: str, *, for_step: bool = False, busy_too: bool = False
+    ) -> str | None:
         """The name of a holder now lent to `container`; None: a network of its own. A holder
-        whose network no step uses comes first. `for_step`: a step has taken `container`
-        already, so only such a holder will do."""
+        whose network no step uses comes first; with `busy_too`, one where a step runs will do
+        (a step then passes `container` over until that step ends). `for_step`: a step has
+        taken `container` already, so only a holder where no step runs will do."""
         candidates = [
             h
             for h in self._holders.values()
-            if h.up and not h.retired and h.idle is None and (h.free() or not for_step)
+            if h.up
+            and not h.retired
+            and h.idle is None
+            and (h.free() or (busy_too and not for_step))
         ]
         if not candidates:
             return None
@@ -129,11 +140,11 @@ class NetworkLender:
             holder.idle = container
         return holder.name
 
-    async def borrow_soon(self, container: str) -> str | None:
+    async def borrow_soon(self, container: str, *, busy_too: bool) -> str | None:
         """As `borrow`, but when no holder can be lent and one is still starting, wait for it
         (a while: a holder that never comes up must not stop the pool)."""
         with anyio.move_on_after(BORROW_WAIT):
-            while (name := self.borrow(container)) is None:
+            while (name := self.borrow(container, busy_too=busy_too)) is None:
                 if not self._starting():
                     return None
                 await self._changed.wait()

@@ -447,7 +447,13 @@ class ContainerPool:
         if for_step:
             network = self.lender.borrow(name, for_step=True)
         else:
-            network = await self.lender.borrow_soon(name)
+            # A container in a network where a step runs is passed over until that step ends,
+            # and a step that finds only such containers starts its own. That is free while
+            # more steps are to come than the pool can hold, not near the end of the run,
+            # where the container passed over would be left unused.
+            still = request.limit + request.limit_with_outputs - self.idle
+            busy_too = still > 2 * request.jobs
+            network = await self.lender.borrow_soon(name, busy_too=busy_too)
         try:
             # A session of its own keeps a terminal's Ctrl-C away, as for every other CLI call.
             process = await anyio.open_process(
