@@ -85,7 +85,8 @@ class NetworkHolder:
     process: Process
     up: bool = False
     retired: bool = False  # never lent again: it ended, or may still be in use
-    ended: bool = False  # its network may be gone: a step must not start in it
+    # No step may start in its network any more: it may be gone, or a step may still run there.
+    ended: bool = False
     idle: str | None = None  # waits for a step
     taken: list[str] = field(default_factory=list)  # have a step, waiting for `claim`
     running: str | None = None  # runs a step, or ran one and is not gone yet
@@ -166,19 +167,22 @@ class NetworkLender:
             found.taken.append(container)
             self._signal()
 
-    async def claim(self, holder: str, container: str) -> None:
+    async def claim(self, holder: str, container: str) -> bool:
         """Wait until the step before `container`'s in `holder`'s network is over and its
-        container gone, then mark `container` as running a step."""
+        container gone, then mark `container` as running a step. False when no step may start
+        there any more: the step must start a container of its own."""
         while (found := self._holders.get(holder)) is not None and (
             found.running is not None or found.taken[:1] != [container]
         ):
-            if container not in found.taken:
-                return
+            if container not in found.taken or found.ended:
+                return False
             await self._changed.wait()
-        if found is not None:
-            found.taken.remove(container)
-            found.running = container
-            found.step_ended = False
+        if found is None or found.ended:
+            return False
+        found.taken.remove(container)
+        found.running = container
+        found.step_ended = False
+        return True
 
     def step_ended(self, holder: str, container: str) -> None:
         if (found := self._holders.get(holder)) is not None and found.running == container:
@@ -194,10 +198,12 @@ class NetworkLender:
             found.idle = None
         if container in found.taken:
             found.taken.remove(container)
-        if found.running == container:
-            found.running = None
         if in_use:
+            # Its step may still run: no other may start there.
+            found.ended = True
             self._retire(found, "lent to a container that may still run")
+        elif found.running == container:
+            found.running = None
         self._signal()
 
     def _starting(self) -> int:

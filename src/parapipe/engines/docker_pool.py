@@ -343,13 +343,16 @@ class ContainerPool:
 
     async def send(self, container: PooledContainer, run: StepRun) -> bool:
         """Start `run` in `container`, which is up, once no other step runs in its network.
-        False when its CLI went away first: the nonce line, last, did not get through, so
-        nothing of the step ran."""
+        False when its CLI went away first (the nonce line, last, did not get through) or no
+        step may start in its network any more: nothing of the step ran."""
         stdin = container.process.stdin
         if stdin is None:
             return False
-        if container.network is not None:
-            await self.lender.claim(container.network, container.name)
+        if container.network is not None and not await self.lender.claim(
+            container.network, container.name
+        ):
+            self._note(f"{container.name} is not used: a step may still run in its network")
+            return False
         try:
             await stdin.send(step_script(run, container.nonce))
             container.sent = True
