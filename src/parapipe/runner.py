@@ -146,8 +146,6 @@ class PipelineRun:
         self._plan: ImagePlan | None = None
         self._forecast: ContainerForecast | None = None
         self.data = StepData(pipeline, folder.path, read_cache=not options.no_cache)
-        for brought in self.brought_in.values():
-            self.data.take_in(brought.need, brought.outputs)
 
     async def execute(self) -> RunResult:
         started_at, started = time.time(), time.monotonic()
@@ -165,6 +163,8 @@ class PipelineRun:
             )
         )
         image: ImageResult | None = None
+        for brought in self.brought_in.values():
+            await anyio.to_thread.run_sync(self.data.take_in, brought.need, brought.outputs)
         try:
             async with (
                 self.engine.session(self.folder.path),
