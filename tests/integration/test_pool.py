@@ -185,6 +185,14 @@ def test_ctrl_c_leaves_no_pooled_container(project: Project) -> None:
     assert pool_containers(project.name, running_only=False) == []
 
 
+def start_run(project: Project, *options: str) -> subprocess.Popen[bytes]:
+    """`parapipe run --no-cache` on the project's ci.yaml, in the background, output dropped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "parapipe", "run", "-f", "ci.yaml", "--output", "plain", "--no-cache", *options],
+        cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def most_idle(journal: str) -> int:
     """The most pooled containers that had been started and not yet taken by a step, at once."""
     idle: set[str] = set()
@@ -202,10 +210,7 @@ def test_the_pool_holds_no_more_than_the_steps_can_take(project: Project) -> Non
     # Ten independent steps, two at a time: at most two running and two ready to take over.
     steps = "\n".join(f"  s{i}: {{run: sleep 1}}" for i in range(10))
     project.write_spec(f"image: {{from: {BUSYBOX}}}\nsteps:\n{steps}\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "parapipe", "run", "-f", "ci.yaml", "-j", "2", "--output", "plain", "--no-cache"],
-        cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    process = start_run(project, "-j", "2")
     most, seen = 0, set()
     while process.poll() is None:
         running = pool_containers(project.name, running_only=True)

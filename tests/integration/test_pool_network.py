@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BUSYBOX, Project
-from tests.integration.test_pool import pool_log
+from tests.integration.test_pool import pool_log, start_run
 from tests.integration.test_run import containers_labelled
 
 pytestmark = pytest.mark.docker
@@ -74,10 +72,7 @@ def test_ctrl_c_leaves_no_holder(project: Project) -> None:
     quick = "\n".join(f"  q{i:02d}: {{run: 'true'}}" for i in range(12))
     slow = "\n".join(f"  w{i:02d}: {{run: 'sleep 300', needs: [q00]}}" for i in range(4))
     project.write_spec(f"image: {{from: {BUSYBOX}}}\nsteps:\n{quick}\n{slow}\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "parapipe", "run", "-f", "ci.yaml", "-j", "4", "--output", "plain", "--no-cache"],
-        cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    process = start_run(project, "-j", "4")
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and process.poll() is None:
         runs = project.runs()
