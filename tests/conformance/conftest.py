@@ -1,8 +1,8 @@
 """Which engines the conformance suite can run on here, and why not the others.
 
 An engine that cannot be reached is skipped with the reason, never passed: Docker needs its
-daemon and the seeded busybox; Podman needs `podman` and busybox in its own storage (both from
-scripts/setup); Dagger needs an open session (`dagger run`) or a `dagger` CLI whose engine
+daemon and the seeded busybox; Podman needs `podman`, busybox in its own storage and a runtime
+that can start a container here (all from scripts/setup; see tests/helpers/podman.py); Dagger needs an open session (`dagger run`) or a `dagger` CLI whose engine
 answers the same probe `--engine auto` uses.
 """
 
@@ -18,6 +18,7 @@ import pytest
 from parapipe.engines import dagger_probe
 from parapipe.errors import EngineUnavailable
 from tests.conformance.pipelines import BUSYBOX
+from tests.helpers.podman import why_podman_cannot_run
 
 ENGINES = ("docker", "podman", "dagger")
 
@@ -27,10 +28,11 @@ def why_unreachable(engine: str) -> str | None:
     """Why the suite cannot run on `engine` here, or None when it can."""
     if engine == "dagger":
         return _dagger_unreachable()
+    if engine == "podman":
+        return why_podman_cannot_run()
     if shutil.which(engine) is None:
         return f"{engine} is not installed (scripts/setup installs it)"
-    info = ["info"] if engine == "docker" else ["info", "--format", "{{.Version.Version}}"]
-    if _quietly(engine, *info) != 0:
+    if _quietly(engine, "info") != 0:
         return f"`{engine} info` failed: {engine} does not answer here"
     if _quietly(engine, "image", "inspect", BUSYBOX) != 0:
         return f"{BUSYBOX} is not in {engine}'s images (scripts/setup puts it there)"

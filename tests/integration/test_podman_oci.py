@@ -5,7 +5,6 @@ ids, the ulimit hint) against Debian's podman."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -16,24 +15,24 @@ import pytest
 
 from parapipe.engines.base import LABEL_RUN, StepRun
 from parapipe.engines.docker import PodmanEngine
-from parapipe.engines.docker_argv import normalized_image_id, rlimit_hint
+from parapipe.engines.docker_argv import normalized_image_id
+from parapipe.engines.podman_setup import fix_hint
 from parapipe.errors import EngineError
 from tests.conftest import BUSYBOX, Project, docker_answers
+from tests.helpers.podman import why_podman_cannot_run
 
 
-def _podman_ready() -> str | None:
-    """Why these tests cannot run here, or None when they can."""
-    if shutil.which("podman") is None:
-        return "podman is not installed (scripts/setup installs it)"
+@pytest.fixture
+def podman_ready() -> None:
+    """Skip where podman cannot start a container at all; fail where it was not set up."""
     if not docker_answers():
-        return "no Docker daemon answers: the image to move comes from the Docker engine"
-    if subprocess.run(["podman", "info"], capture_output=True, check=False).returncode != 0:
-        return "`podman info` failed"
-    return None
+        pytest.skip("no Docker daemon answers: the image to move comes from the Docker engine")
+    why = why_podman_cannot_run()
+    if why is not None:
+        pytest.skip(why)
 
 
-_NOT_READY = _podman_ready()
-needs_podman = pytest.mark.skipif(_NOT_READY is not None, reason=_NOT_READY or "")
+needs_podman = pytest.mark.usefixtures("podman_ready")
 
 
 def podman(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -134,18 +133,30 @@ def test_image_id_forms() -> None:
     assert normalized_image_id("") == ""
 
 
-def test_the_ulimit_hint() -> None:
-    seen = (
+def test_the_fix_is_named_for_either_runtimes_refusal() -> None:
+    runc = (
         "Error: runc: runc create failed: unable to start container process: error during"
         " container init: error setting rlimits for ready process: error setting rlimit type 7:"
         " operation not permitted: OCI permission denied"
     )
-    hint = rlimit_hint(seen)
-    assert hint is not None
-    assert hint.startswith("its default nofile ulimit is above this host's hard limit")
-    assert 'default_ulimits = ["nofile=1024:4096", "nproc=1024:1024"]' in hint
-    assert "nproc ulimit" in (rlimit_hint(seen.replace("type 7", "type 6")) or "")
-    assert rlimit_hint("Error: no such image") is None
+    crun = "Error: crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted: OCI permission denied"
+    hybrid = (
+        "Error: OCI runtime error: crun: cgroups in hybrid mode not supported, drop all"
+        " controllers from cgroupv2"
+    )
+    for seen in (runc, crun):
+        hint = fix_hint(seen)
+        assert hint is not None
+        assert hint.startswith("podman's default nofile ulimit is above what this host allows")
+        assert "run scripts/setup" in hint
+        assert 'default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]' in hint
+    assert "default nproc ulimit" in (fix_hint(runc.replace("type 7", "type 6")) or "")
+    assert "default nproc ulimit" in (fix_hint(crun.replace("NOFILE", "NPROC")) or "")
+    runtime = fix_hint(hybrid)
+    assert runtime is not None
+    assert runtime.startswith("podman's OCI runtime cannot run containers on this host")
+    assert 'runtime = "runc" under [engine]' in runtime
+    assert fix_hint("Error: no such image") is None
 
 
 @needs_podman
@@ -174,7 +185,6 @@ def test_a_run_refused_for_its_ulimits_says_what_to_set(
     else:
         pytest.skip(f"this host lets podman raise the open files limit (exit {code})")
     assert message.startswith("podman could not run step 'limited': ")
-    assert "error setting rlimit type 7" in message
-    assert "its default nofile ulimit is above this host's hard limit" in message
+    assert "podman's default nofile ulimit is above what this host allows" in message
     assert "\n" not in message
     assert podman("ps", "-aq", "--filter", f"label={LABEL_RUN}={run.run_id}").stdout.split() == []

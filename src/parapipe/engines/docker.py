@@ -26,7 +26,7 @@ import anyio.to_thread
 from anyio.abc import ByteReceiveStream, Process
 
 from parapipe.engines import docker_argv as argvs
-from parapipe.engines import docker_pool, step_files
+from parapipe.engines import docker_pool, podman_setup, step_files
 from parapipe.engines.base import CacheVolume, Engine, ImagePlan, LineSink, Prewarm, StepRun
 from parapipe.errors import (
     EngineError,
@@ -426,7 +426,8 @@ class DockerEngine(Engine):
             raise EngineError(f"{self.name}: `{self.binary} run` was killed by signal {-code}")
         if code in _RUN_FAILURE_CODES and any(line.strip() for line in cli_errors):
             problem = argvs.error_line(cli_errors)
-            hint = argvs.rlimit_hint(problem)
+            # A runtime or ulimit refusal is the host's setup, not the step: name the fix.
+            hint = podman_setup.fix_hint(problem) if self.name == "podman" else None
             raise EngineError(
                 f"{self.name} could not run step {run.step!r}: {problem}"
                 + (f"; {hint}" if hint else "")

@@ -346,24 +346,3 @@ def normalized_image_id(image_id: str) -> str:
     if re.fullmatch(r"[0-9a-f]{64}", image_id):
         return f"sha256:{image_id}"
     return image_id
-
-
-# Debian's podman 4.3, as root, asks runc for nofile and nproc limits of 1048576 in every
-# container; where the host's hard limits are lower and root may not raise them (a container,
-# a VM sandbox), every `podman run` fails with this.
-_RLIMIT_FAILURE: Final = re.compile(r"error setting rlimit type (\d+)", re.IGNORECASE)
-_RLIMIT_NAMES: Final = {"6": "nproc", "7": "nofile"}
-
-
-def rlimit_hint(problem: str) -> str | None:
-    """What to do about a run that failed because the engine's default ulimits exceed the
-    host's hard limits, or None when `problem` is something else."""
-    found = _RLIMIT_FAILURE.search(problem)
-    if found is None:
-        return None
-    limit = _RLIMIT_NAMES.get(found[1], f"rlimit {found[1]}")
-    return (
-        f"its default {limit} ulimit is above this host's hard limit: put default_ulimits ="
-        ' ["nofile=1024:4096", "nproc=1024:1024"] under [containers] in a file in'
-        " /etc/containers/containers.conf.d/ (scripts/setup writes parapipe-ulimits.conf there)"
-    )
