@@ -14,7 +14,7 @@ from parapipe.errors import ExitCode, ParapipeError, SpecError
 
 if TYPE_CHECKING:
     from parapipe.changes import Changes
-    from parapipe.models import Pipeline
+    from parapipe.model import Pipeline
 
 DEFAULT_SPEC = Path("pipelines/ci.yaml")
 ENGINES = ("auto", "docker", "podman", "dagger")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from parapipe.changes import Changes, changed_since
 from parapipe.errors import ExitCode, UsageError
-from parapipe.models import Pipeline
+from parapipe.model import Pipeline
 
 if TYPE_CHECKING:
     from parapipe.reporters.factory import ReportPaths

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from parapipe import __version__, left_out_needs
 from parapipe.errors import UsageError
-from parapipe.models import Pipeline
+from parapipe.model import Pipeline
 
 CHECKOUT = "actions/checkout@v5"
 SETUP_PYTHON = "actions/setup-python@v6"

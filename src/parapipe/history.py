@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from parapipe.results import Status, StepResult
+from parapipe.model import Status, StepResult
 
 DURATIONS_FILE = "durations.json"
 KEPT_SAMPLES = 5

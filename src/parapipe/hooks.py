@@ -19,7 +19,7 @@ from pathlib import Path
 
 from parapipe.changes import Changes, pushed_changes, refs_changes
 from parapipe.errors import UsageError
-from parapipe.models import Pipeline
+from parapipe.model import Pipeline
 
 HOOK_NAME = "pre-push"
 MARKER = "# parapipe-pre-push-hook v1"

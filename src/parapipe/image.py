@@ -18,9 +18,8 @@ from typing import Final
 
 import pathspec
 
-from parapipe.engines.base import CA_BUNDLE_PATH, CA_ENV_VARS, LABEL_PIPELINE, ImagePlan
 from parapipe.errors import ImageBuildFailed, SpecError
-from parapipe.models import Pipeline
+from parapipe.model import CA_BUNDLE_PATH, CA_ENV_VARS, LABEL_PIPELINE, ImagePlan, Pipeline
 
 # Bump when the way an image is made from the same inputs changes, so old tags stop matching.
 IMAGE_FORMAT: Final = "parapipe-image-v1"

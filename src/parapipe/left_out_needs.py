@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parapipe.errors import UsageError
-from parapipe.models import Pipeline
+from parapipe.model import Pipeline
 from parapipe.step_cache import StepCache
 
 HANDOFF = "handoff"  # under the pipeline's state dir: `.parapipe/handoff/<need>/`

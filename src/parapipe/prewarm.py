@@ -15,10 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from parapipe.changes import unchanged_reason
-from parapipe.engines.base import Prewarm
 from parapipe.graph import needs_within
-from parapipe.models import Pipeline
-from parapipe.results import Status, StepResult
+from parapipe.model import Pipeline, Prewarm, Status, StepResult
 from parapipe.step_cache import StepCache
 
 _STOPPED = frozenset({Status.CANCELLED, Status.INTERRUPTED})

@@ -16,25 +16,27 @@ import anyio
 from anyio.abc import TaskStatus
 
 from parapipe.changes import unchanged_reason
-from parapipe.engines.base import (
-    LABEL_PIPELINE,
-    CacheVolume,
-    Engine,
-    ImagePlan,
-    LineSink,
-    Prewarm,
-    StepRun,
-    cache_volume_name,
-)
+from parapipe.engines.base import CacheVolume, Engine, LineSink, StepRun, cache_volume_name
 from parapipe.errors import ImageBuildFailed, OutputError, ParapipeError
 from parapipe.graph import needs_within, remaining_path_lengths, select_steps
 from parapipe.history import load_durations, record_durations
 from parapipe.image import plan_image
 from parapipe.left_out_needs import BroughtIn, find_left_out_outputs
-from parapipe.models import Pipeline, Step
+from parapipe.model import (
+    LABEL_PIPELINE,
+    AttemptResult,
+    ImagePlan,
+    ImageResult,
+    Pipeline,
+    Prewarm,
+    RunInfo,
+    RunResult,
+    Status,
+    Step,
+    StepResult,
+)
 from parapipe.prewarm import ContainerForecast, forecast_containers
-from parapipe.reporters.base import Reporter, RunInfo
-from parapipe.results import AttemptResult, ImageResult, RunResult, Status, StepResult
+from parapipe.reporters.base import Reporter
 from parapipe.run_folder import RunFolder
 from parapipe.scheduler import Scheduler
 from parapipe.secrets import Secrets, resolve_secrets

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import anyio
 from anyio.abc import ObjectSendStream
 
-from parapipe.results import Status, StepResult
+from parapipe.model import Status, StepResult
 
 StepExecutor = Callable[[str], Awaitable[StepResult]]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from parapipe.errors import SpecError, UsageError
-from parapipe.models import Step
+from parapipe.model import Step
 from parapipe.spec_data import SECRET_NAME
 
 MASK: Final = "***"

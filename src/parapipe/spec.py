@@ -1,4 +1,4 @@
-"""Load a pipeline spec (version 1) and validate it into `parapipe.models.Pipeline`.
+"""Load a pipeline spec (version 1) and validate it into `parapipe.model.Pipeline`.
 
 Every problem is a `SpecError` pointing at FILE:LINE:COL of the node at fault. Relative paths
 resolve against the spec file's folder, as docker compose does.
@@ -22,7 +22,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from parapipe import spec_yaml
 from parapipe.errors import SpecError
-from parapipe.models import DEFAULT_WORKDIR, DockerfileBuild, ImageSpec, Location, Pipeline, Step
+from parapipe.model import DEFAULT_WORKDIR, DockerfileBuild, ImageSpec, Location, Pipeline, Step
 from parapipe.spec_data import DATA_KEYS, read_data
 from parapipe.spec_execution import EXECUTION_KEYS, ExecutionOptions, read_execution
 from parapipe.spec_when import read_tags, read_when

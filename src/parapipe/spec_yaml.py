@@ -15,7 +15,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from parapipe.errors import SpecError
-from parapipe.models import Location
+from parapipe.model import Location
 
 _T = TypeVar("_T")
 

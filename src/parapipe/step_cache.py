@@ -20,8 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from parapipe.engines.base import ImagePlan
-from parapipe.models import Step
+from parapipe.model import ImagePlan, Step
 
 KEY_VERSION = 1
 _CHUNK = 1 << 20

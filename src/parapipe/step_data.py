@@ -8,8 +8,7 @@ import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from parapipe.engines.base import ImagePlan
-from parapipe.models import Pipeline, Step
+from parapipe.model import ImagePlan, Pipeline, Step
 from parapipe.step_cache import CacheEntry, StepCache, step_key
 
 

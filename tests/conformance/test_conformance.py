@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from parapipe.engines.base import LABEL_RUN
+from parapipe.model import LABEL_RUN, RunResult, StepResult
 from parapipe.reporters.base import Reporter
-from parapipe.results import RunResult, StepResult
 from parapipe.runner import RunOptions, run_pipeline
 from parapipe.spec import load_pipeline
 from tests.conformance.pipelines import ALL, PASS, Conformance

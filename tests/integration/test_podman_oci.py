@@ -14,10 +14,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from parapipe.engines.base import LABEL_RUN, StepRun
+from parapipe.engines.base import StepRun
 from parapipe.engines.docker import PodmanEngine
 from parapipe.engines.docker_argv import normalized_image_id, rlimit_hint
 from parapipe.errors import EngineError
+from parapipe.model import LABEL_RUN
 from tests.conftest import BUSYBOX, Project, docker_answers
 
 

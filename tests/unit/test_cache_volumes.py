@@ -10,15 +10,10 @@ import dagger
 import pytest
 
 from parapipe.engines import docker_argv as argvs
-from parapipe.engines.base import (
-    LABEL_CACHE,
-    LABEL_PIPELINE,
-    CacheVolume,
-    StepRun,
-    cache_volume_name,
-)
+from parapipe.engines.base import CacheVolume, StepRun, cache_volume_name
 from parapipe.engines.dagger import step_container
 from parapipe.engines.fake import FakeEngine
+from parapipe.model import LABEL_CACHE, LABEL_PIPELINE
 from parapipe.reporters.base import Reporter
 from parapipe.runner import RunOptions, run_pipeline
 from parapipe.spec import load_pipeline

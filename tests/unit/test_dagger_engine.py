@@ -24,7 +24,7 @@ import pytest
 from dagger.client._session import BaseConnection
 from gql.transport.exceptions import TransportQueryError, TransportServerError
 
-from parapipe.engines.base import CA_BUNDLE_PATH, ImagePlan, StepRun, step_command
+from parapipe.engines.base import StepRun, step_command
 from parapipe.engines.dagger import (
     DaggerEngine,
     dockerfile_base,
@@ -36,7 +36,7 @@ from parapipe.engines.dagger import (
 from parapipe.engines.dagger_probe import DaggerTarget
 from parapipe.engines.docker_argv import setup_command
 from parapipe.errors import EngineError, ImageBuildFailed, SpecError
-from parapipe.models import DockerfileBuild, ImageSpec, Location
+from parapipe.model import CA_BUNDLE_PATH, DockerfileBuild, ImagePlan, ImageSpec, Location
 
 pytestmark = pytest.mark.anyio
 

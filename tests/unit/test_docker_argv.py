@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from parapipe.engines import docker_argv as argvs
-from parapipe.engines.base import CA_BUNDLE_PATH, ImagePlan, StepRun, step_command
-from parapipe.models import DockerfileBuild
+from parapipe.engines.base import StepRun, step_command
+from parapipe.model import CA_BUNDLE_PATH, DockerfileBuild, ImagePlan
 
 IMAGE_ID = "sha256:" + "a" * 64
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from parapipe.engines.base import Prewarm
+from parapipe.model import Prewarm, Status, StepResult
 from parapipe.prewarm import ContainerForecast, steps_taking_containers
-from parapipe.results import Status, StepResult
 from parapipe.spec import load_pipeline
 from parapipe.step_cache import StepCache
 

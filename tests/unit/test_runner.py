@@ -9,8 +9,8 @@ import pytest
 
 from parapipe.engines.fake import FakeEngine, FakeStep
 from parapipe.errors import ExitCode
+from parapipe.model import RunResult, Status
 from parapipe.reporters.base import Reporter
-from parapipe.results import RunResult, Status
 from parapipe.runner import RunOptions, run_pipeline
 from parapipe.spec import load_pipeline
 

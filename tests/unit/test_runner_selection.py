@@ -8,8 +8,8 @@ import pytest
 
 from parapipe.engines.fake import FakeEngine
 from parapipe.errors import ExitCode
+from parapipe.model import RunResult, Status, StepResult
 from parapipe.reporters.base import Reporter
-from parapipe.results import RunResult, Status, StepResult
 from parapipe.runner import RunOptions, run_pipeline
 from parapipe.spec import load_pipeline
 

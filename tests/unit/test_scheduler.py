@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import anyio
 import pytest
 
-from parapipe.results import Status, StepResult
+from parapipe.model import Status, StepResult
 from parapipe.scheduler import Scheduler
 
 pytestmark = pytest.mark.anyio

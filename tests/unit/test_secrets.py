@@ -16,9 +16,8 @@ from parapipe.engines.base import StepRun
 from parapipe.engines.dagger import step_container
 from parapipe.engines.fake import FakeEngine, FakeStep
 from parapipe.errors import EngineError, ExitCode, SpecError, UsageError
-from parapipe.models import Location, Step
+from parapipe.model import ImageResult, Location, RunResult, Status, Step, StepResult
 from parapipe.reporters.base import Reporter
-from parapipe.results import ImageResult, RunResult, Status, StepResult
 from parapipe.runner import RunOptions, run_pipeline
 from parapipe.secrets import (
     MASK,

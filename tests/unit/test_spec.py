@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parapipe.errors import ExitCode, SpecError
-from parapipe.models import DEFAULT_WORKDIR, DockerfileBuild, Location
+from parapipe.model import DEFAULT_WORKDIR, DockerfileBuild, Location
 from parapipe.spec import NOT_SUPPORTED_YET, load_pipeline
 
 FULL_SPEC = """\

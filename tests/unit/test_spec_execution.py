@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from parapipe.models import Step
+from parapipe.model import Step
 from parapipe.spec import load_pipeline
 
 

@@ -12,40 +12,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from parapipe.errors import UsageError
-from parapipe.models import ImageSpec
+from parapipe.model import LABEL_CACHE, LABEL_PIPELINE, ImagePlan, ImageSpec, Prewarm
 
 LineSink = Callable[[str], None]
 """Receives one line of output at a time, without its trailing newline."""
-
-LABEL_RUN = "io.parapipe.run"
-LABEL_PIPELINE = "io.parapipe.pipeline"
-LABEL_STEP = "io.parapipe.step"
-LABEL_CACHE = "io.parapipe.cache"  # on cache volumes: the cache's name in the spec
-
-CA_BUNDLE_PATH = "/etc/parapipe/ca-certificates.crt"
-CA_ENV_VARS = (
-    "SSL_CERT_FILE",
-    "REQUESTS_CA_BUNDLE",
-    "PIP_CERT",
-    "NODE_EXTRA_CA_CERTS",
-    "CURL_CA_BUNDLE",
-    "GIT_SSL_CAINFO",
-)
-
-
-@dataclass(frozen=True, kw_only=True)
-class ImagePlan:
-    """Everything that goes into the pipeline image, with its content hash already in `tag`."""
-
-    tag: str  # parapipe/<pipeline>:<hash>; an existing tag means nothing needs building
-    base_id: str  # the resolved base image (from `image.from`, or built from `image.build`)
-    source: Path  # host folder the files are copied from
-    files: tuple[str, ...]  # POSIX paths relative to source, already filtered, sorted
-    workdir: str
-    env: Mapping[str, str]  # image.env plus the CA variables when the host CA is trusted
-    setup: tuple[str, ...]
-    ca_bundle: Path | None  # host CA bundle copied to CA_BUNDLE_PATH, or None
-    labels: Mapping[str, str]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,25 +66,6 @@ def cache_volume_name(pipeline: str, cache: str) -> str:
     if scope != pipeline:
         scope += "-" + hashlib.sha256(pipeline.encode()).hexdigest()[:8]
     return f"parapipe-cache-{scope}-{cache}"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Prewarm:
-    """The runner's forecast, for an engine that can start step containers ahead of the steps
-    (those of `run_id`: image, workdir, labels): `soon` steps may start soon, and `limit` steps,
-    those included, will still take a container. Holding ready as many as start soon, but at
-    most `jobs`, hides their start; holding more than `limit` would waste some. The steps that
-    have outputs are counted apart, as an engine may need another kind of container for them."""
-
-    run_id: str
-    image_id: str
-    workdir: str
-    labels: Mapping[str, str]
-    jobs: int
-    soon: int = 0
-    limit: int = 0
-    soon_with_outputs: int = 0
-    limit_with_outputs: int = 0
 
 
 # Runs each command with `sh -e`, in order, stopping at the first failure. stderr is merged into

@@ -29,7 +29,7 @@ import dagger
 from dagger import dag
 
 from parapipe.engines import dagger_probe
-from parapipe.engines.base import CA_BUNDLE_PATH, Engine, ImagePlan, LineSink, StepRun, step_command
+from parapipe.engines.base import Engine, LineSink, StepRun, step_command
 from parapipe.engines.dagger_probe import DaggerTarget, one_line
 from parapipe.engines.docker import stage_build_context
 from parapipe.engines.docker_argv import CONTEXT_CA_BUNDLE, CONTEXT_SOURCE, setup_command
@@ -41,7 +41,7 @@ from parapipe.errors import (
     SpecError,
     UsageError,
 )
-from parapipe.models import DockerfileBuild, ImageSpec
+from parapipe.model import CA_BUNDLE_PATH, DockerfileBuild, ImagePlan, ImageSpec
 
 DAGGER_LOG: Final = "dagger.log"  # Dagger's own progress, in the run's folder
 ROOT: Final = "0:0"  # what `COPY` gives files in the Docker engine's image

@@ -27,7 +27,7 @@ from anyio.abc import ByteReceiveStream, Process
 
 from parapipe.engines import docker_argv as argvs
 from parapipe.engines import docker_pool, step_files
-from parapipe.engines.base import CacheVolume, Engine, ImagePlan, LineSink, Prewarm, StepRun
+from parapipe.engines.base import CacheVolume, Engine, LineSink, StepRun
 from parapipe.errors import (
     EngineError,
     EngineUnavailable,
@@ -36,7 +36,7 @@ from parapipe.errors import (
     ParapipeError,
     SpecError,
 )
-from parapipe.models import ImageSpec
+from parapipe.model import ImagePlan, ImageSpec, Prewarm
 
 CHECK_TIMEOUT: Final = 5.0  # seconds for the engine to answer at all
 QUERY_TIMEOUT: Final = 60.0  # inspect / ps / rm on a busy daemon

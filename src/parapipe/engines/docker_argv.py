@@ -12,19 +12,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
-from parapipe.engines.base import (
+from parapipe.engines.base import CacheVolume, StepRun, step_command
+from parapipe.errors import EngineError
+from parapipe.model import (
     CA_BUNDLE_PATH,
     LABEL_CACHE,
     LABEL_PIPELINE,
     LABEL_RUN,
     LABEL_STEP,
-    CacheVolume,
+    DockerfileBuild,
     ImagePlan,
-    StepRun,
-    step_command,
 )
-from parapipe.errors import EngineError
-from parapipe.models import DockerfileBuild
 
 # Where `write_build_context` puts things inside the build context.
 CONTEXT_SOURCE: Final = "source"

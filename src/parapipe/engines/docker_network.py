@@ -47,7 +47,7 @@ import anyio
 from anyio.abc import Process, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from parapipe.engines.base import LABEL_RUN, Prewarm
+from parapipe.model import LABEL_RUN, Prewarm
 
 HOLDER_LABEL: Final = "io.parapipe.network-holder"
 READY_LINE: Final = b"parapipe-network: ready"

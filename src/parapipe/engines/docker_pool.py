@@ -67,9 +67,10 @@ import anyio
 from anyio.abc import ByteReceiveStream, Process, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from parapipe.engines.base import LABEL_RUN, LineSink, Prewarm, StepRun, step_command
+from parapipe.engines.base import LineSink, StepRun, step_command
 from parapipe.engines.docker_argv import passed_through_cli_env, remove_argv
 from parapipe.engines.docker_network import NetworkLender, network_flags
+from parapipe.model import LABEL_RUN, Prewarm
 
 POOL_LABEL: Final = "io.parapipe.pool"
 JOURNAL: Final = "pool.txt"  # not `.log`: those are the steps'

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from parapipe.engines.base import Engine, ImagePlan, LineSink, StepRun
+from parapipe.engines.base import Engine, LineSink, StepRun
 from parapipe.errors import EngineError, ImageBuildFailed, OutputError
-from parapipe.models import ImageSpec
+from parapipe.model import ImagePlan, ImageSpec
 
 
 @dataclass

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from parapipe.errors import UsageError
 from parapipe.history import load_durations
-from parapipe.models import Pipeline
+from parapipe.model import Pipeline
 from parapipe.reporters.base import Reporter
 from parapipe.reporters.fanout import FanoutReporter
 from parapipe.reporters.github import (
