@@ -235,7 +235,7 @@ def _needs_prefix(exc: ParapipeError) -> bool:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from parapipe.spec import load_pipeline
+    from parapipe.spec.load import load_pipeline
 
     if args.command in ("export", "hook"):
         from parapipe.cli_commands import dispatch

@@ -50,7 +50,7 @@ def add_cache_parser(commands: Any, add_spec: Callable[[argparse.ArgumentParser]
 
 
 def run_cache_command(args: argparse.Namespace) -> int:
-    from parapipe.spec import load_pipeline
+    from parapipe.spec.load import load_pipeline
     from parapipe.step_cache import StepCache, parse_size
 
     try:

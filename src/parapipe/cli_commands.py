@@ -104,7 +104,7 @@ def add_hook_parser(commands: SubParsers, add_spec: AddSpecOption) -> None:
 def dispatch(args: argparse.Namespace) -> int:
     from parapipe.graph import select_steps
     from parapipe.hooks import install_hook, parse_steps, uninstall_hook
-    from parapipe.spec import load_pipeline
+    from parapipe.spec.load import load_pipeline
 
     if args.command == "hook" and args.hook_command == "uninstall":
         print(uninstall_hook(Path.cwd()))

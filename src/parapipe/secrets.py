@@ -19,7 +19,7 @@ from typing import Final
 
 from parapipe.errors import SpecError, UsageError
 from parapipe.model import Step
-from parapipe.spec_data import SECRET_NAME
+from parapipe.spec.data import SECRET_NAME
 
 MASK: Final = "***"
 # Shorter values are not masked: masking `1` or `ab` would garble every log and report, and the

@@ -16,7 +16,7 @@ import pytest
 from parapipe.model import LABEL_RUN, RunResult, StepResult
 from parapipe.reporters.base import Reporter
 from parapipe.runner import RunOptions, run_pipeline
-from parapipe.spec import load_pipeline
+from parapipe.spec.load import load_pipeline
 from tests.conformance.pipelines import ALL, PASS, Conformance
 
 # The engines that start step containers ahead of the steps (`parapipe run --no-prewarm` stops

@@ -13,7 +13,7 @@ import yaml
 
 from parapipe.cli import main
 from parapipe.export_github import DOWNLOAD, UPLOAD, github_workflow
-from parapipe.spec import load_pipeline
+from parapipe.spec.load import load_pipeline
 
 SPEC = """\
 name: "my app"

@@ -13,7 +13,7 @@ import yaml
 
 from parapipe.cli import build_parser, main
 from parapipe.hooks import BACKUP_SUFFIX, MARKER, hook_changes, hook_steps, parse_steps
-from parapipe.spec import load_pipeline
+from parapipe.spec.load import load_pipeline
 
 REPO_ROOT = Path(__file__).parent.parent.parent
 SPEC = """\

@@ -12,7 +12,7 @@ from parapipe.errors import ExitCode
 from parapipe.model import RunResult, Status
 from parapipe.reporters.base import Reporter
 from parapipe.runner import RunOptions, run_pipeline
-from parapipe.spec import load_pipeline
+from parapipe.spec.load import load_pipeline
 
 pytestmark = pytest.mark.anyio
 

@@ -27,7 +27,7 @@ from parapipe.secrets import (
     parse_secret_flags,
     resolve_secrets,
 )
-from parapipe.spec import load_pipeline
+from parapipe.spec.load import load_pipeline
 
 TOKEN = "tok-5f3a9c-secret"
 PEM = "-----BEGIN TEST KEY-----\r\nMIIEvQIBADANBgkqhkiG9w0BAQEF\r\n-----END TEST KEY-----"

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from parapipe.errors import SpecError
 from parapipe.model import Pipeline
-from parapipe.spec import load_pipeline
+from parapipe.spec.load import load_pipeline
 
 # Keys the loader knows, so generated documents get past the first checks often enough to
 # reach the deeper ones.

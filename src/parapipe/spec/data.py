@@ -11,9 +11,9 @@ from typing import Final
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from parapipe import spec_yaml
 from parapipe.changes import glob_problem
-from parapipe.spec_yaml import Entry, kind, quoted
+from parapipe.spec import yaml_nodes
+from parapipe.spec.yaml_nodes import Entry, kind, quoted
 
 DATA_KEYS: Final = ("outputs", "inputs", "cache", "caches", "secrets")
 CACHE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -45,29 +45,29 @@ def _outputs(node: Node, where: str, file: str) -> tuple[str, ...]:
     """Paths relative to the workdir, normalised (`dist/` and `./dist` are `dist`)."""
     what = f"'outputs' of {where}"
     paths: list[str] = []
-    for item in spec_yaml.string_items(node, what, file):
-        text = spec_yaml.scalar_text(item).strip()
+    for item in yaml_nodes.string_items(node, what, file):
+        text = yaml_nodes.scalar_text(item).strip()
         if not text:
-            raise spec_yaml.error_at(f"{what} has an empty path", item, file)
+            raise yaml_nodes.error_at(f"{what} has an empty path", item, file)
         if text.startswith("/"):
-            raise spec_yaml.error_at(
+            raise yaml_nodes.error_at(
                 f"output {quoted(text)} of {where} is absolute: give it relative to the workdir",
                 item,
                 file,
             )
         path = posixpath.normpath(text)
         if path == ".." or path.startswith("../"):
-            raise spec_yaml.error_at(
+            raise yaml_nodes.error_at(
                 f"output {quoted(text)} of {where} climbs out of the workdir", item, file
             )
         if path == ".":
-            raise spec_yaml.error_at(
+            raise yaml_nodes.error_at(
                 f"output {quoted(text)} of {where} is the whole workdir: name what it makes",
                 item,
                 file,
             )
         if path in paths:
-            raise spec_yaml.error_at(f"{quoted(text)} is listed twice in {what}", item, file)
+            raise yaml_nodes.error_at(f"{quoted(text)} is listed twice in {what}", item, file)
         paths.append(path)
     return tuple(paths)
 
@@ -75,14 +75,14 @@ def _outputs(node: Node, where: str, file: str) -> tuple[str, ...]:
 def _inputs(node: Node, where: str, file: str) -> tuple[str, ...]:
     what = f"'inputs' of {where}"
     globs: list[str] = []
-    for item in spec_yaml.string_items(node, what, file):
-        glob = spec_yaml.scalar_text(item)
+    for item in yaml_nodes.string_items(node, what, file):
+        glob = yaml_nodes.scalar_text(item)
         problem = glob_problem(glob)
         if problem is not None:
-            raise spec_yaml.error_at(f"glob {quoted(glob)} in {what} {problem}", item, file)
+            raise yaml_nodes.error_at(f"glob {quoted(glob)} in {what} {problem}", item, file)
         globs.append(glob)
     if not globs:
-        raise spec_yaml.error_at(
+        raise yaml_nodes.error_at(
             f"{what} must not be empty (leave it out to depend on the whole source)", node, file
         )
     return tuple(globs)
@@ -91,30 +91,30 @@ def _inputs(node: Node, where: str, file: str) -> tuple[str, ...]:
 def _caches(node: Node, where: str, file: str) -> dict[str, str]:
     what = f"'caches' of {where}"
     if not isinstance(node, MappingNode):
-        raise spec_yaml.error_at(
+        raise yaml_nodes.error_at(
             f"{what} must be a mapping of cache names to paths, such as"
             f" '{{pip: /root/.cache/pip}}', not {kind(node)}",
             node,
             file,
         )
     caches: dict[str, str] = {}
-    for entry in spec_yaml.entries(node, file, what):
+    for entry in yaml_nodes.entries(node, file, what):
         if not CACHE_NAME.fullmatch(entry.key):
-            raise spec_yaml.error_at(
+            raise yaml_nodes.error_at(
                 f"invalid cache name {quoted(entry.key)} in {what}:"
                 " use letters, digits, '_', '.' and '-'",
                 entry.key_node,
                 file,
             )
-        if not spec_yaml.is_string(entry.value):
-            raise spec_yaml.error_at(
+        if not yaml_nodes.is_string(entry.value):
+            raise yaml_nodes.error_at(
                 f"the path of cache {quoted(entry.key)} must be a string, not {kind(entry.value)}",
                 entry.value,
                 file,
             )
-        path = spec_yaml.scalar_text(entry.value)
+        path = yaml_nodes.scalar_text(entry.value)
         if not path.startswith("/"):
-            raise spec_yaml.error_at(
+            raise yaml_nodes.error_at(
                 f"the path of cache {quoted(entry.key)} must be absolute, not {quoted(path)}",
                 entry.value,
                 file,
@@ -126,10 +126,10 @@ def _caches(node: Node, where: str, file: str) -> dict[str, str]:
 def _secrets(node: Node, where: str, file: str) -> tuple[str, ...]:
     what = f"'secrets' of {where}"
     invalid = f"invalid secret name {{name}} in {what}: it becomes an environment variable"
-    return spec_yaml.unique_names(node, what, file, SECRET_NAME, invalid)
+    return yaml_nodes.unique_names(node, what, file, SECRET_NAME, invalid)
 
 
 def _boolean(node: Node, what: str, file: str) -> bool:
-    if not isinstance(node, ScalarNode) or node.tag != spec_yaml.TAG_BOOL:
-        raise spec_yaml.error_at(f"{what} must be true or false, not {kind(node)}", node, file)
-    return spec_yaml.as_bool(node, file)
+    if not isinstance(node, ScalarNode) or node.tag != yaml_nodes.TAG_BOOL:
+        raise yaml_nodes.error_at(f"{what} must be true or false, not {kind(node)}", node, file)
+    return yaml_nodes.as_bool(node, file)

@@ -20,13 +20,13 @@ from typing import Final
 import pathspec
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from parapipe import spec_yaml
 from parapipe.errors import SpecError
 from parapipe.model import DEFAULT_WORKDIR, DockerfileBuild, ImageSpec, Location, Pipeline, Step
-from parapipe.spec_data import DATA_KEYS, read_data
-from parapipe.spec_execution import EXECUTION_KEYS, ExecutionOptions, read_execution
-from parapipe.spec_when import read_tags, read_when
-from parapipe.spec_yaml import Entry, is_null, is_string, kind, quoted
+from parapipe.spec import yaml_nodes
+from parapipe.spec.data import DATA_KEYS, read_data
+from parapipe.spec.execution import EXECUTION_KEYS, ExecutionOptions, read_execution
+from parapipe.spec.when import read_tags, read_when
+from parapipe.spec.yaml_nodes import Entry, is_null, is_string, kind, quoted
 
 PIPELINE_KEYS: Final = ("name", "defaults", "image", "steps")
 IMAGE_KEYS: Final = ("from", "build", "source", "exclude", "workdir", "env", "setup", "host_ca")
@@ -125,13 +125,13 @@ class _SpecReader:
         self.defaults = ExecutionOptions()
 
     def at(self, node: Node) -> Location:
-        return spec_yaml.location(node, self.file)
+        return yaml_nodes.location(node, self.file)
 
     def fail(self, message: str, node: Node) -> SpecError:
         return SpecError(message, self.at(node))
 
     def read(self, text: str) -> Pipeline:
-        root = spec_yaml.parse(text, self.file)
+        root = yaml_nodes.parse(text, self.file)
         if root is None or is_null(root):
             raise SpecError(
                 "the spec is empty; it needs 'image' and 'steps'",
@@ -161,7 +161,7 @@ class _SpecReader:
         """The mapping's entries by key, after rejecting unknown and not-yet-supported keys."""
         result: dict[str, Entry] = {}
         not_yet = NOT_SUPPORTED_YET[section]
-        for entry in spec_yaml.entries(node, self.file, where):
+        for entry in yaml_nodes.entries(node, self.file, where):
             if entry.key in not_yet:
                 raise self.fail(
                     f"{quoted(entry.key)} is not supported yet by this version of parapipe",
@@ -176,12 +176,12 @@ class _SpecReader:
     def string(self, node: Node, what: str) -> str:
         if not is_string(node):
             raise self.fail(f"{what} must be a string, not {kind(node)}", node)
-        return spec_yaml.scalar_text(node)
+        return yaml_nodes.scalar_text(node)
 
     def strings(self, node: Node, what: str) -> list[tuple[str, Node]]:
         """A string or a list of strings, each with its node."""
         if is_string(node):
-            return [(spec_yaml.scalar_text(node), node)]
+            return [(yaml_nodes.scalar_text(node), node)]
         if not isinstance(node, SequenceNode):
             raise self.fail(f"{what} must be a string or a list of strings, not {kind(node)}", node)
         return [(self.list_item(item, what), item) for item in node.value]
@@ -189,7 +189,7 @@ class _SpecReader:
     def list_item(self, node: Node, what: str) -> str:
         if not is_string(node):
             raise self.fail(f"each item of {what} must be a string, not {kind(node)}", node)
-        return spec_yaml.scalar_text(node)
+        return yaml_nodes.scalar_text(node)
 
     def commands(self, node: Node, what: str, *, required: bool) -> tuple[str, ...]:
         commands = self.strings(node, what)
@@ -204,7 +204,7 @@ class _SpecReader:
         if not isinstance(node, MappingNode):
             raise self.fail(f"{what} must be a mapping of names to values, not {kind(node)}", node)
         env: dict[str, str] = {}
-        for entry in spec_yaml.entries(node, self.file, what):
+        for entry in yaml_nodes.entries(node, self.file, what):
             if not ENV_NAME.fullmatch(entry.key):
                 raise self.fail(
                     f"invalid variable name {quoted(entry.key)} in {what}:"
@@ -219,15 +219,15 @@ class _SpecReader:
         if isinstance(value, ScalarNode):
             # Numbers and booleans are accepted as GitHub Actions accepts them; quote a value to
             # keep it exactly as written (`PY: 3.10` is the number 3.1).
-            if value.tag == spec_yaml.TAG_STR:
-                return spec_yaml.scalar_text(value)
-            if value.tag == spec_yaml.TAG_BOOL:
-                return "true" if spec_yaml.as_bool(value, self.file) else "false"
-            if value.tag == spec_yaml.TAG_INT:
-                return str(spec_yaml.as_int(value, self.file))
-            if value.tag == spec_yaml.TAG_FLOAT:
-                return str(spec_yaml.as_float(value, self.file))
-            if value.tag == spec_yaml.TAG_NULL:
+            if value.tag == yaml_nodes.TAG_STR:
+                return yaml_nodes.scalar_text(value)
+            if value.tag == yaml_nodes.TAG_BOOL:
+                return "true" if yaml_nodes.as_bool(value, self.file) else "false"
+            if value.tag == yaml_nodes.TAG_INT:
+                return str(yaml_nodes.as_int(value, self.file))
+            if value.tag == yaml_nodes.TAG_FLOAT:
+                return str(yaml_nodes.as_float(value, self.file))
+            if value.tag == yaml_nodes.TAG_NULL:
                 raise self.fail(
                     f'{quoted(entry.key)} in {what} has no value; write "" for an empty string',
                     value,
@@ -261,8 +261,8 @@ class _SpecReader:
         node = entry.value
         if not isinstance(node, MappingNode):
             hint = ""
-            if is_string(node) and spec_yaml.scalar_text(node).isprintable():
-                hint = f" (did you mean 'image: {{from: {spec_yaml.scalar_text(node)}}}'?)"
+            if is_string(node) and yaml_nodes.scalar_text(node).isprintable():
+                hint = f" (did you mean 'image: {{from: {yaml_nodes.scalar_text(node)}}}'?)"
             raise self.fail(f"'image' must be a mapping, not {kind(node)}{hint}", node)
         keys = self.mapping(node, "'image'", "image", IMAGE_KEYS)
         if ("from" in keys) == ("build" in keys):
@@ -283,9 +283,9 @@ class _SpecReader:
         host_ca = True
         if "host_ca" in keys:
             value = keys["host_ca"].value
-            if not isinstance(value, ScalarNode) or value.tag != spec_yaml.TAG_BOOL:
+            if not isinstance(value, ScalarNode) or value.tag != yaml_nodes.TAG_BOOL:
                 raise self.fail(f"'image.host_ca' must be a boolean, not {kind(value)}", value)
-            host_ca = spec_yaml.as_bool(value, self.file)
+            host_ca = yaml_nodes.as_bool(value, self.file)
         return ImageSpec(
             base=base,
             build=build,
@@ -393,7 +393,7 @@ class _SpecReader:
             raise self.fail(
                 f"'steps' must be a mapping of step names to steps, not {kind(node)}", node
             )
-        step_entries = spec_yaml.entries(node, self.file, "'steps'")
+        step_entries = yaml_nodes.entries(node, self.file, "'steps'")
         by_lowercase: dict[str, Entry] = {}
         for step_entry in step_entries:
             name = step_entry.key

@@ -10,8 +10,8 @@ from typing import Final
 
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
-from parapipe import spec_yaml
-from parapipe.spec_yaml import Entry, kind, quoted
+from parapipe.spec import yaml_nodes
+from parapipe.spec.yaml_nodes import Entry, kind, quoted
 
 EXECUTION_KEYS: Final = ("timeout", "retries", "retry_on", "allow_failure")
 MAX_RETRIES: Final = 100
@@ -45,45 +45,45 @@ def read_execution(
         options = replace(options, retry_on=codes, retry_on_timeout=on_timeout)
     if "allow_failure" in keys:
         value = keys["allow_failure"].value
-        if not isinstance(value, ScalarNode) or value.tag != spec_yaml.TAG_BOOL:
-            raise spec_yaml.error_at(
+        if not isinstance(value, ScalarNode) or value.tag != yaml_nodes.TAG_BOOL:
+            raise yaml_nodes.error_at(
                 f"'allow_failure' of {where} must be true or false, not {kind(value)}", value, file
             )
-        options = replace(options, allow_failure=spec_yaml.as_bool(value, file))
+        options = replace(options, allow_failure=yaml_nodes.as_bool(value, file))
     return options
 
 
 def duration(node: Node, where: str, file: str) -> float:
     """`90s`, `10m`, `1h`, `1h30m`, `500ms` in seconds."""
     what = f"'timeout' of {where}"
-    if isinstance(node, ScalarNode) and node.tag in (spec_yaml.TAG_INT, spec_yaml.TAG_FLOAT):
-        raise spec_yaml.error_at(
+    if isinstance(node, ScalarNode) and node.tag in (yaml_nodes.TAG_INT, yaml_nodes.TAG_FLOAT):
+        raise yaml_nodes.error_at(
             f"{what} needs a unit: '{node.value}s', '{node.value}m' or '{node.value}h'", node, file
         )
-    if not spec_yaml.is_string(node):
-        raise spec_yaml.error_at(
+    if not yaml_nodes.is_string(node):
+        raise yaml_nodes.error_at(
             f"{what} must be a duration such as '90s', '10m' or '1h', not {kind(node)}", node, file
         )
-    text = spec_yaml.scalar_text(node).strip()
+    text = yaml_nodes.scalar_text(node).strip()
     if not _DURATION.fullmatch(text):
-        raise spec_yaml.error_at(
+        raise yaml_nodes.error_at(
             f"{what} must be a duration such as '90s', '10m' or '1h', not {quoted(text)}",
             node,
             file,
         )
     seconds = sum(float(n) * _SECONDS_PER_UNIT[unit] for n, unit in _DURATION_PART.findall(text))
     if seconds <= 0:
-        raise spec_yaml.error_at(f"{what} must be longer than 0", node, file)
+        raise yaml_nodes.error_at(f"{what} must be longer than 0", node, file)
     return seconds
 
 
 def retries(node: Node, where: str, file: str) -> int:
     what = f"'retries' of {where}"
-    if not isinstance(node, ScalarNode) or node.tag != spec_yaml.TAG_INT:
-        raise spec_yaml.error_at(f"{what} must be a whole number, not {kind(node)}", node, file)
-    count = spec_yaml.as_int(node, file)
+    if not isinstance(node, ScalarNode) or node.tag != yaml_nodes.TAG_INT:
+        raise yaml_nodes.error_at(f"{what} must be a whole number, not {kind(node)}", node, file)
+    count = yaml_nodes.as_int(node, file)
     if not 0 <= count <= MAX_RETRIES:
-        raise spec_yaml.error_at(
+        raise yaml_nodes.error_at(
             f"{what} must be between 0 and {MAX_RETRIES}, not {count}", node, file
         )
     return count
@@ -94,24 +94,24 @@ def retry_on(node: Node, where: str, file: str) -> tuple[frozenset[int], bool]:
     what = f"'retry_on' of {where}"
     items = node.value if isinstance(node, SequenceNode) else [node]
     if isinstance(node, SequenceNode) and not items:
-        raise spec_yaml.error_at(
+        raise yaml_nodes.error_at(
             f"{what} must not be empty (leave it out to retry any failure)", node, file
         )
     codes: set[int] = set()
     on_timeout = False
     for item in items:
-        if spec_yaml.is_string(item) and spec_yaml.scalar_text(item) == TIMEOUT_WORD:
+        if yaml_nodes.is_string(item) and yaml_nodes.scalar_text(item) == TIMEOUT_WORD:
             on_timeout = True
             continue
-        if not isinstance(item, ScalarNode) or item.tag != spec_yaml.TAG_INT:
-            raise spec_yaml.error_at(
+        if not isinstance(item, ScalarNode) or item.tag != yaml_nodes.TAG_INT:
+            raise yaml_nodes.error_at(
                 f"each item of {what} must be an exit code (1-255) or 'timeout', not {kind(item)}",
                 item,
                 file,
             )
-        code = spec_yaml.as_int(item, file)
+        code = yaml_nodes.as_int(item, file)
         if not 1 <= code <= 255:
-            raise spec_yaml.error_at(
+            raise yaml_nodes.error_at(
                 f"{what}: {code} is not a failing exit code (1-255)", item, file
             )
         codes.add(code)
