@@ -265,8 +265,8 @@ def _run(pipeline: Pipeline, args: argparse.Namespace, changes: Changes | None =
     from parapipe.cli_commands import check_run_options, run_changes
     from parapipe.graph import select_steps
     from parapipe.reporters.factory import make_reporter
-    from parapipe.runner import RunOptions, run_pipeline
-    from parapipe.secrets import parse_secret_flags
+    from parapipe.run.pipeline_run import RunOptions, run_pipeline
+    from parapipe.run.secrets import parse_secret_flags
 
     options = RunOptions(
         steps=tuple(args.steps),

@@ -50,8 +50,8 @@ def add_cache_parser(commands: Any, add_spec: Callable[[argparse.ArgumentParser]
 
 
 def run_cache_command(args: argparse.Namespace) -> int:
+    from parapipe.run.state.step_cache import StepCache, parse_size
     from parapipe.spec.load import load_pipeline
-    from parapipe.step_cache import StepCache, parse_size
 
     try:
         max_bytes = parse_size(args.max_size)

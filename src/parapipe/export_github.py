@@ -21,9 +21,10 @@ import os
 import shlex
 from collections.abc import Sequence
 
-from parapipe import __version__, left_out_needs
+from parapipe import __version__
 from parapipe.errors import UsageError
 from parapipe.model import Pipeline
+from parapipe.run import left_out_needs
 
 CHECKOUT = "actions/checkout@v5"
 SETUP_PYTHON = "actions/setup-python@v6"

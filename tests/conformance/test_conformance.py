@@ -15,7 +15,7 @@ import pytest
 
 from parapipe.model import LABEL_RUN, RunResult, StepResult
 from parapipe.reporters.base import Reporter
-from parapipe.runner import RunOptions, run_pipeline
+from parapipe.run.pipeline_run import RunOptions, run_pipeline
 from parapipe.spec.load import load_pipeline
 from tests.conformance.pipelines import ALL, PASS, Conformance
 

@@ -17,7 +17,6 @@ from parapipe.engines.base import StepRun
 from parapipe.engines.docker import DockerEngine
 from parapipe.engines.select import choose_engine
 from parapipe.errors import EngineError, EngineUnavailable, ImageBuildFailed, UsageError
-from parapipe.image import host_ca_bundle, plan_image
 from parapipe.model import (
     CA_BUNDLE_PATH,
     LABEL_PIPELINE,
@@ -28,6 +27,7 @@ from parapipe.model import (
     Location,
     Pipeline,
 )
+from parapipe.run.image_plan import host_ca_bundle, plan_image
 
 BUSYBOX = "busybox:latest"
 

@@ -15,7 +15,7 @@ from parapipe.engines.dagger import step_container
 from parapipe.engines.fake import FakeEngine
 from parapipe.model import LABEL_CACHE, LABEL_PIPELINE
 from parapipe.reporters.base import Reporter
-from parapipe.runner import RunOptions, run_pipeline
+from parapipe.run.pipeline_run import RunOptions, run_pipeline
 from parapipe.spec.load import load_pipeline
 
 VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")

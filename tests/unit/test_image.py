@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from parapipe.errors import SpecError
-from parapipe.image import host_ca_bundle, plan_image, repository_name, select_source_files
 from parapipe.model import (
     CA_BUNDLE_PATH,
     CA_ENV_VARS,
@@ -20,6 +19,7 @@ from parapipe.model import (
     Location,
     Pipeline,
 )
+from parapipe.run.image_plan import host_ca_bundle, plan_image, repository_name, select_source_files
 
 BASE_ID = "sha256:" + "b" * 64
 TAG = re.compile(r"parapipe/[a-z0-9]+(?:[._-][a-z0-9]+)*:[0-9a-f]{20}")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from parapipe.model import Prewarm, Status, StepResult
-from parapipe.prewarm import ContainerForecast, steps_taking_containers
+from parapipe.run.prewarm import ContainerForecast, steps_taking_containers
+from parapipe.run.state.step_cache import StepCache
 from parapipe.spec.load import load_pipeline
-from parapipe.step_cache import StepCache
 
 TEMPLATE = Prewarm(run_id="r", image_id="i", workdir="/src", labels={}, jobs=4, soon=0, limit=0)
 

@@ -11,7 +11,7 @@ from parapipe.engines.fake import FakeEngine, FakeStep
 from parapipe.errors import ExitCode
 from parapipe.model import RunResult, Status
 from parapipe.reporters.base import Reporter
-from parapipe.runner import RunOptions, run_pipeline
+from parapipe.run.pipeline_run import RunOptions, run_pipeline
 from parapipe.spec.load import load_pipeline
 
 pytestmark = pytest.mark.anyio

@@ -10,7 +10,7 @@ from parapipe.engines.fake import FakeEngine
 from parapipe.errors import ExitCode
 from parapipe.model import RunResult, Status, StepResult
 from parapipe.reporters.base import Reporter
-from parapipe.runner import RunOptions, run_pipeline
+from parapipe.run.pipeline_run import RunOptions, run_pipeline
 from parapipe.spec.load import load_pipeline
 
 pytestmark = pytest.mark.anyio

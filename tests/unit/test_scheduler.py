@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from parapipe.model import Status, StepResult
-from parapipe.scheduler import Scheduler
+from parapipe.run.scheduler import Scheduler
 
 pytestmark = pytest.mark.anyio
 

@@ -18,8 +18,8 @@ from parapipe.engines.fake import FakeEngine, FakeStep
 from parapipe.errors import EngineError, ExitCode, SpecError, UsageError
 from parapipe.model import ImageResult, Location, RunResult, Status, Step, StepResult
 from parapipe.reporters.base import Reporter
-from parapipe.runner import RunOptions, run_pipeline
-from parapipe.secrets import (
+from parapipe.run.pipeline_run import RunOptions, run_pipeline
+from parapipe.run.secrets import (
     MASK,
     Redactor,
     Secrets,

@@ -17,7 +17,7 @@ from dataclasses import replace
 from parapipe.changes import unchanged_reason
 from parapipe.graph import needs_within
 from parapipe.model import Pipeline, Prewarm, Status, StepResult
-from parapipe.step_cache import StepCache
+from parapipe.run.state.step_cache import StepCache
 
 _STOPPED = frozenset({Status.CANCELLED, Status.INTERRUPTED})
 

@@ -19,9 +19,6 @@ from parapipe.changes import unchanged_reason
 from parapipe.engines.base import CacheVolume, Engine, LineSink, StepRun, cache_volume_name
 from parapipe.errors import ImageBuildFailed, OutputError, ParapipeError
 from parapipe.graph import needs_within, remaining_path_lengths, select_steps
-from parapipe.history import load_durations, record_durations
-from parapipe.image import plan_image
-from parapipe.left_out_needs import BroughtIn, find_left_out_outputs
 from parapipe.model import (
     LABEL_PIPELINE,
     AttemptResult,
@@ -35,12 +32,15 @@ from parapipe.model import (
     Step,
     StepResult,
 )
-from parapipe.prewarm import ContainerForecast, forecast_containers
 from parapipe.reporters.base import Reporter
-from parapipe.run_folder import RunFolder
-from parapipe.scheduler import Scheduler
-from parapipe.secrets import Secrets, resolve_secrets
-from parapipe.step_data import StepData
+from parapipe.run.image_plan import plan_image
+from parapipe.run.left_out_needs import BroughtIn, find_left_out_outputs
+from parapipe.run.prewarm import ContainerForecast, forecast_containers
+from parapipe.run.scheduler import Scheduler
+from parapipe.run.secrets import Secrets, resolve_secrets
+from parapipe.run.state.history import load_durations, record_durations
+from parapipe.run.state.run_folder import RunFolder
+from parapipe.run.state.step_data import StepData
 
 CLEANUP_TIMEOUT = 30.0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from parapipe.errors import UsageError
 from parapipe.model import Pipeline
-from parapipe.step_cache import StepCache
+from parapipe.run.state.step_cache import StepCache
 
 HANDOFF = "handoff"  # under the pipeline's state dir: `.parapipe/handoff/<need>/`
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from parapipe.model import ImagePlan, Pipeline, Step
-from parapipe.step_cache import CacheEntry, StepCache, step_key
+from parapipe.run.state.step_cache import CacheEntry, StepCache, step_key
 
 
 class StepData:
