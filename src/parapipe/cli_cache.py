@@ -72,7 +72,7 @@ def run_cache_command(args: argparse.Namespace) -> int:
 
 
 async def _remove_cache_volumes(engine_name: str, pipeline: str) -> list[str]:
-    from parapipe.engines.select import choose_engine
+    from parapipe.engine.registry import choose_engine
 
     engine, _ = await choose_engine(engine_name)
     return await engine.remove_cache_volumes(pipeline)

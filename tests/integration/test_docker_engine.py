@@ -13,9 +13,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from parapipe.engines.base import StepRun
-from parapipe.engines.docker import DockerEngine
-from parapipe.engines.select import choose_engine
+from parapipe.engine.api import StepRun
+from parapipe.engine.docker.engine import DockerEngine
+from parapipe.engine.registry import choose_engine
 from parapipe.errors import EngineError, EngineUnavailable, ImageBuildFailed, UsageError
 from parapipe.model import (
     CA_BUNDLE_PATH,

@@ -14,9 +14,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from parapipe.engines.base import StepRun
-from parapipe.engines.docker import PodmanEngine
-from parapipe.engines.docker_argv import normalized_image_id, rlimit_hint
+from parapipe.engine.api import StepRun
+from parapipe.engine.docker.argv import normalized_image_id, rlimit_hint
+from parapipe.engine.docker.engine import PodmanEngine
 from parapipe.errors import EngineError
 from parapipe.model import LABEL_RUN
 from tests.conftest import BUSYBOX, Project, docker_answers

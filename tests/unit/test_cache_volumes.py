@@ -9,10 +9,10 @@ from pathlib import Path
 import dagger
 import pytest
 
-from parapipe.engines import docker_argv as argvs
-from parapipe.engines.base import CacheVolume, StepRun, cache_volume_name
-from parapipe.engines.dagger import step_container
-from parapipe.engines.fake import FakeEngine
+from parapipe.engine.api import CacheVolume, StepRun, cache_volume_name
+from parapipe.engine.dagger.engine import step_container
+from parapipe.engine.docker import argv as argvs
+from parapipe.engine.fake import FakeEngine
 from parapipe.model import LABEL_CACHE, LABEL_PIPELINE
 from parapipe.reporters.base import Reporter
 from parapipe.run.pipeline_run import RunOptions, run_pipeline

@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from parapipe.engines import docker_argv as argvs
-from parapipe.engines import docker_pool
-from parapipe.engines.base import CacheVolume, StepRun, step_command
+from parapipe.engine.api import CacheVolume, StepRun, step_command
+from parapipe.engine.docker import argv as argvs
+from parapipe.engine.docker import pool as docker_pool
 from parapipe.model import LABEL_STEP, Prewarm
 
 IMAGE_ID = "sha256:" + "a" * 64

@@ -7,7 +7,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from parapipe.engines.fake import FakeEngine, FakeStep
+from parapipe.engine.fake import FakeEngine, FakeStep
 from parapipe.errors import ExitCode
 from parapipe.model import RunResult, Status
 from parapipe.reporters.base import Reporter

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from parapipe.engines.fake import FakeEngine
+from parapipe.engine.fake import FakeEngine
 from parapipe.errors import ExitCode
 from parapipe.model import RunResult, Status, StepResult
 from parapipe.reporters.base import Reporter

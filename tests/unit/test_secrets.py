@@ -11,10 +11,10 @@ from typing import Any
 import dagger
 import pytest
 
-from parapipe.engines import docker_argv as argvs
-from parapipe.engines.base import StepRun
-from parapipe.engines.dagger import step_container
-from parapipe.engines.fake import FakeEngine, FakeStep
+from parapipe.engine.api import StepRun
+from parapipe.engine.dagger.engine import step_container
+from parapipe.engine.docker import argv as argvs
+from parapipe.engine.fake import FakeEngine, FakeStep
 from parapipe.errors import EngineError, ExitCode, SpecError, UsageError
 from parapipe.model import ImageResult, Location, RunResult, Status, Step, StepResult
 from parapipe.reporters.base import Reporter

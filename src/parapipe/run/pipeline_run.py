@@ -16,7 +16,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from parapipe.changes import unchanged_reason
-from parapipe.engines.base import CacheVolume, Engine, LineSink, StepRun, cache_volume_name
+from parapipe.engine.api import CacheVolume, Engine, LineSink, StepRun, cache_volume_name
 from parapipe.errors import ImageBuildFailed, OutputError, ParapipeError
 from parapipe.graph import needs_within, remaining_path_lengths, select_steps
 from parapipe.model import (
@@ -74,7 +74,7 @@ async def run_pipeline(
     secrets = resolve_secrets((pipeline.steps[n] for n in names), options.secrets, os.environ)
     brought_in = find_left_out_outputs(pipeline, names) if options.no_deps else {}
     if engine is None:
-        from parapipe.engines.select import choose_engine
+        from parapipe.engine.registry import choose_engine
 
         engine, reason = await choose_engine(options.engine)
     else:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from parapipe.engines.base import Engine, LineSink, StepRun
+from parapipe.engine.api import Engine, LineSink, StepRun
 from parapipe.errors import EngineError, ImageBuildFailed, OutputError
 from parapipe.model import ImagePlan, ImageSpec
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
-from parapipe.engines.base import CacheVolume, StepRun, step_command
+from parapipe.engine.api import CacheVolume, StepRun, step_command
 from parapipe.errors import EngineError
 from parapipe.model import (
     CA_BUNDLE_PATH,

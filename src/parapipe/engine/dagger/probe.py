@@ -2,7 +2,7 @@
 
 Connecting in-process can hang for good: the SDK reads the port line of `dagger session` in a
 worker thread that cannot be cancelled. So the probe makes the SDK's own connection in a child
-process (`python -m parapipe.engines.dagger_probe`) with a hard timeout, and kills it, and the
+process (`python -m parapipe.engine.dagger.probe`) with a hard timeout, and kills it, and the
 CLI it started, when it is late. The parent side never imports `dagger` (0.9 s): only the child
 does, and the engine module once Dagger is chosen.
 
@@ -27,7 +27,7 @@ from typing import Final
 import anyio
 from anyio.abc import ByteReceiveStream
 
-from parapipe.engines.docker_argv import error_line
+from parapipe.engine.docker.argv import error_line
 from parapipe.errors import EngineUnavailable, UsageError
 
 SESSION_PORT_ENV: Final = "DAGGER_SESSION_PORT"  # set by `dagger run` for the command it runs

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Final
 
-from parapipe.engines import dagger_probe
-from parapipe.engines.base import Engine
-from parapipe.engines.dagger_probe import DaggerTarget
-from parapipe.engines.docker import DockerEngine, PodmanEngine
+from parapipe.engine.api import Engine
+from parapipe.engine.dagger import probe as dagger_probe
+from parapipe.engine.dagger.probe import DaggerTarget
+from parapipe.engine.docker.engine import DockerEngine, PodmanEngine
 from parapipe.errors import EngineUnavailable, UsageError
 
 ENGINES: Final[dict[str, type[Engine]]] = {
@@ -49,7 +49,7 @@ def dagger_engine(target: DaggerTarget | None, *, checked: bool = False) -> Engi
     if not dagger_probe.sdk_installed():
         fallback = target or DaggerTarget(session=False, cli=None, why="")
         raise EngineUnavailable(dagger_probe.failure_message("sdk-missing", "", fallback))
-    from parapipe.engines.dagger import DaggerEngine
+    from parapipe.engine.dagger.engine import DaggerEngine
 
     return DaggerEngine(target, checked=checked)
 

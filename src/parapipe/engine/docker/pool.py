@@ -5,7 +5,7 @@ mounts); on a chain of short steps that is most of the run. Every step runs in t
 while earlier steps run, the pool starts containers from it, and a step that becomes ready takes
 one that is already up.
 
-A pooled container is created as `docker_argv.run_argv` creates a step's: the same image, workdir
+A pooled container is created as `argv.run_argv` creates a step's: the same image, workdir
 and labels (plus `io.parapipe.pool=1`, and without the step's), attached with `-i`. Like a step's,
 it has `--rm`, unless it is meant for a step with outputs, which are copied out once it stopped.
 Its first process is `LOADER`, a few lines of `sh`: it prints a ready line, reads a script from
@@ -44,7 +44,7 @@ removed in the background once its step has ended. What is left when the run end
 run's label for the runner's final sweep.
 
 Most of what a container costs is its network, so pooled containers run in networks that
-holders lend them (`docker_network`): never shared by two steps at the same time.
+holders lend them (`network`): never shared by two steps at the same time.
 
 `pool.txt` in the run's folder says which container ran which step, in which network.
 """
@@ -67,9 +67,9 @@ import anyio
 from anyio.abc import ByteReceiveStream, Process, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from parapipe.engines.base import LineSink, StepRun, step_command
-from parapipe.engines.docker_argv import passed_through_cli_env, remove_argv
-from parapipe.engines.docker_network import NetworkLender, network_flags
+from parapipe.engine.api import LineSink, StepRun, step_command
+from parapipe.engine.docker.argv import passed_through_cli_env, remove_argv
+from parapipe.engine.docker.network import NetworkLender, network_flags
 from parapipe.model import LABEL_RUN, Prewarm
 
 POOL_LABEL: Final = "io.parapipe.pool"
@@ -121,7 +121,7 @@ def pool_run_argv(
     """`docker run -i` for a pooled container: `run_argv`'s flags for a container of `request`,
     with `LOADER` in place of the step's label, env and command. `--rm` unless `keep`, as a step
     with outputs is `create`d (without it) to copy them out once it stopped. In the network of
-    the holder `network` (`docker_network`), if any."""
+    the holder `network` (`network`), if any."""
     argv = [binary, "run", "-i", *([] if keep else ["--rm"]), "--pull=never", "--name", name]
     argv += network_flags(network)
     labels = {**request.labels, LABEL_RUN: request.run_id, POOL_LABEL: "1"}

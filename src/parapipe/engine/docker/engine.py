@@ -1,7 +1,7 @@
 """Docker and Podman, driven through their command-line clients.
 
 Podman's CLI takes the same commands and flags, so `PodmanEngine` only changes the binary, the
-probe and the build flavour. Every command line comes from `docker_argv`; this module runs them,
+probe and the build flavour. Every command line comes from `argv`; this module runs them,
 streams their output, and turns their failures into parapipe's errors.
 """
 
@@ -25,9 +25,10 @@ import anyio
 import anyio.to_thread
 from anyio.abc import ByteReceiveStream, Process
 
-from parapipe.engines import docker_argv as argvs
-from parapipe.engines import docker_pool, step_files
-from parapipe.engines.base import CacheVolume, Engine, LineSink, StepRun
+from parapipe.engine.api import CacheVolume, Engine, LineSink, StepRun
+from parapipe.engine.docker import argv as argvs
+from parapipe.engine.docker import files as step_files
+from parapipe.engine.docker import pool as docker_pool
 from parapipe.errors import (
     EngineError,
     EngineUnavailable,

@@ -7,7 +7,7 @@ ID is the image id the steps get. Each step loads that ID and runs the same step
 `with_exec`, so every step starts from the one evaluated container. One connection, opened by
 `session()` for the whole run, carries every step's queries.
 
-Importing `dagger` takes about 0.9 s: only `engines.select` imports this module, once Dagger is
+Importing `dagger` takes about 0.9 s: only `engine.registry` imports this module, once Dagger is
 chosen. The functions that build containers are pure (the SDK's objects are lazy until awaited),
 so the chain a spec makes can be inspected without an engine.
 """
@@ -28,11 +28,11 @@ import anyio.to_thread
 import dagger
 from dagger import dag
 
-from parapipe.engines import dagger_probe
-from parapipe.engines.base import Engine, LineSink, StepRun, step_command
-from parapipe.engines.dagger_probe import DaggerTarget, one_line
-from parapipe.engines.docker import stage_build_context
-from parapipe.engines.docker_argv import CONTEXT_CA_BUNDLE, CONTEXT_SOURCE, setup_command
+from parapipe.engine.api import Engine, LineSink, StepRun, step_command
+from parapipe.engine.dagger import probe as dagger_probe
+from parapipe.engine.dagger.probe import DaggerTarget, one_line
+from parapipe.engine.docker.argv import CONTEXT_CA_BUNDLE, CONTEXT_SOURCE, setup_command
+from parapipe.engine.docker.engine import stage_build_context
 from parapipe.errors import (
     EngineError,
     EngineUnavailable,
