@@ -5,7 +5,7 @@ A step receives its needs' outputs. When the run leaves a need out (`parapipe ru
 come, in this order, from:
 
 1. the hand-off of a split workflow: the job of the need uploads its `.parapipe/runs/`, and the
-   dependent job downloads it into `.parapipe/handoff/<need>/` (`export_github.HANDOFF`); the
+   dependent job downloads it into `.parapipe/handoff/<need>/` (`github_export.HANDOFF`); the
    newest run found there that kept the need's outputs;
 2. the step cache: the outputs of the newest passed run of the need on this machine.
 

@@ -15,9 +15,9 @@ from typing import TextIO
 import anyio
 from anyio.abc import TaskStatus
 
-from parapipe.changes import unchanged_reason
 from parapipe.engine.api import CacheVolume, Engine, LineSink, StepRun, cache_volume_name
 from parapipe.errors import ImageBuildFailed, OutputError, ParapipeError
+from parapipe.git.changes import unchanged_reason
 from parapipe.graph import needs_within, remaining_path_lengths, select_steps
 from parapipe.model import (
     LABEL_PIPELINE,

@@ -17,8 +17,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from parapipe.changes import Changes, pushed_changes, refs_changes
 from parapipe.errors import UsageError
+from parapipe.git.changes import Changes, pushed_changes, refs_changes
 from parapipe.model import Pipeline
 
 HOOK_NAME = "pre-push"

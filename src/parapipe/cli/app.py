@@ -13,7 +13,7 @@ from parapipe import __version__
 from parapipe.errors import ExitCode, ParapipeError, SpecError
 
 if TYPE_CHECKING:
-    from parapipe.changes import Changes
+    from parapipe.git.changes import Changes
     from parapipe.model import Pipeline
 
 DEFAULT_SPEC = Path("pipelines/ci.yaml")
@@ -187,8 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
         "steps", nargs="*", metavar="STEP", help="only these steps and what they need"
     )
 
-    from parapipe.cli_cache import add_cache_parser
-    from parapipe.cli_commands import add_export_parser, add_hook_parser
+    from parapipe.cli.cache import add_cache_parser
+    from parapipe.cli.commands import add_export_parser, add_hook_parser
 
     add_export_parser(commands, _add_spec_option)
     add_hook_parser(commands, _add_spec_option)
@@ -238,11 +238,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     from parapipe.spec.load import load_pipeline
 
     if args.command in ("export", "hook"):
-        from parapipe.cli_commands import dispatch
+        from parapipe.cli.commands import dispatch
 
         return dispatch(args)
     if args.command == "cache":
-        from parapipe.cli_cache import run_cache_command
+        from parapipe.cli.cache import run_cache_command
 
         return run_cache_command(args)
     pipeline = load_pipeline(args.spec)
@@ -262,7 +262,7 @@ def _run(pipeline: Pipeline, args: argparse.Namespace, changes: Changes | None =
     """`parapipe run`; `changes` are the pushed changes when a pre-push hook runs it."""
     import anyio
 
-    from parapipe.cli_commands import check_run_options, run_changes
+    from parapipe.cli.commands import check_run_options, run_changes
     from parapipe.graph import select_steps
     from parapipe.reporters.factory import make_reporter
     from parapipe.run.pipeline_run import RunOptions, run_pipeline

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from parapipe.changes import Changes, changed_since
 from parapipe.errors import ExitCode, UsageError
+from parapipe.git.changes import Changes, changed_since
 from parapipe.model import Pipeline
 
 if TYPE_CHECKING:
@@ -102,8 +102,8 @@ def add_hook_parser(commands: SubParsers, add_spec: AddSpecOption) -> None:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    from parapipe.git.hooks import install_hook, parse_steps, uninstall_hook
     from parapipe.graph import select_steps
-    from parapipe.hooks import install_hook, parse_steps, uninstall_hook
     from parapipe.spec.load import load_pipeline
 
     if args.command == "hook" and args.hook_command == "uninstall":
@@ -111,7 +111,7 @@ def dispatch(args: argparse.Namespace) -> int:
         return ExitCode.OK
     pipeline = load_pipeline(args.spec)
     if args.command == "export":
-        from parapipe.export_github import github_workflow
+        from parapipe.git.github_export import github_workflow
 
         sys.stdout.write(github_workflow(pipeline, split=args.split, install=args.install))
         return ExitCode.OK
@@ -124,8 +124,8 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def _hook_run(pipeline: Pipeline, args: argparse.Namespace, steps: tuple[str, ...]) -> int:
-    from parapipe.cli import _run, build_parser
-    from parapipe.hooks import hook_changes, hook_steps
+    from parapipe.cli.app import _run, build_parser
+    from parapipe.git.hooks import hook_changes, hook_steps
 
     ranges = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
     changes = hook_changes(pipeline, ranges, args.remote, os.environ)
