@@ -76,7 +76,7 @@ def makespans(image: str, repeat: int) -> dict[str, float]:
 
 def planning() -> tuple[float, float]:
     from parapipe.graph import remaining_path_lengths, select_steps
-    from parapipe.spec import load_pipeline
+    from parapipe.spec.load import load_pipeline
 
     folder = Path(tempfile.mkdtemp(prefix="parapipe-bench-plan-"))
     try:

@@ -10,7 +10,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from parapipe.models import Location
+    from parapipe.model import Location
 
 
 class ExitCode(IntEnum):

@@ -8,7 +8,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 
 from parapipe.errors import UsageError
-from parapipe.models import Pipeline, Step
+from parapipe.model import Pipeline, Step
 
 
 def needs_of(steps: Mapping[str, Step]) -> dict[str, tuple[str, ...]]:

@@ -15,7 +15,7 @@ import subprocess
 import anyio
 import pytest
 
-from parapipe.engines import dagger_probe
+from parapipe.engine.dagger import probe as dagger_probe
 from parapipe.errors import EngineUnavailable
 from tests.conformance.pipelines import BUSYBOX
 from tests.helpers.podman import why_podman_cannot_run

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from parapipe.results import Status
+from parapipe.model import Status
 
 BUSYBOX = "busybox:latest"
 

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from parapipe.engines.base import LABEL_RUN
+from parapipe.model import LABEL_RUN, RunResult, StepResult
 from parapipe.reporters.base import Reporter
-from parapipe.results import RunResult, StepResult
-from parapipe.runner import RunOptions, run_pipeline
-from parapipe.spec import load_pipeline
+from parapipe.run.pipeline_run import RunOptions, run_pipeline
+from parapipe.spec.load import load_pipeline
 from tests.conformance.pipelines import ALL, PASS, Conformance
 
 # The engines that start step containers ahead of the steps (`parapipe run --no-prewarm` stops

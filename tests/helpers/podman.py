@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from parapipe.engines import podman_setup
+from parapipe.engine.docker import podman_setup
 
 BUSYBOX = "busybox:latest"
 

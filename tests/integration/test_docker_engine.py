@@ -13,12 +13,21 @@ from pathlib import Path
 import anyio
 import pytest
 
-from parapipe.engines.base import CA_BUNDLE_PATH, LABEL_PIPELINE, LABEL_RUN, ImagePlan, StepRun
-from parapipe.engines.docker import DockerEngine
-from parapipe.engines.select import choose_engine
+from parapipe.engine.api import StepRun
+from parapipe.engine.docker.engine import DockerEngine
+from parapipe.engine.registry import choose_engine
 from parapipe.errors import EngineError, EngineUnavailable, ImageBuildFailed, UsageError
-from parapipe.image import host_ca_bundle, plan_image
-from parapipe.models import DockerfileBuild, ImageSpec, Location, Pipeline
+from parapipe.model import (
+    CA_BUNDLE_PATH,
+    LABEL_PIPELINE,
+    LABEL_RUN,
+    DockerfileBuild,
+    ImagePlan,
+    ImageSpec,
+    Location,
+    Pipeline,
+)
+from parapipe.run.image_plan import host_ca_bundle, plan_image
 
 BUSYBOX = "busybox:latest"
 

@@ -13,11 +13,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from parapipe.engines.base import LABEL_RUN, StepRun
-from parapipe.engines.docker import PodmanEngine
-from parapipe.engines.docker_argv import normalized_image_id
-from parapipe.engines.podman_setup import fix_hint
+from parapipe.engine.api import StepRun
+from parapipe.engine.docker.argv import normalized_image_id
+from parapipe.engine.docker.podman_setup import fix_hint
+from parapipe.engine.docker.engine import PodmanEngine
 from parapipe.errors import EngineError
+from parapipe.model import LABEL_RUN
 from tests.conftest import BUSYBOX, Project, docker_answers
 from tests.helpers.podman import why_podman_cannot_run
 

@@ -1,4 +1,4 @@
-"""Networks the pool lends (`engines/docker_network.py`), on real containers: two steps that
+"""Networks the pool lends (`engine/docker/network.py`), on real containers: two steps that
 run at the same time never share one, steps that run one after another do, and no holder is
 left once the run ends, however it ends."""
 

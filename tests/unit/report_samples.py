@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from parapipe.reporters.base import Reporter, RunInfo
-from parapipe.results import AttemptResult, ImageResult, RunResult, Status, StepResult
+from parapipe.model import AttemptResult, ImageResult, RunInfo, RunResult, Status, StepResult
+from parapipe.reporters.base import Reporter
 
 T0 = 1_790_000_000.0  # the run's start, on time.time()'s clock
 

@@ -9,19 +9,14 @@ from pathlib import Path
 import dagger
 import pytest
 
-from parapipe.engines import docker_argv as argvs
-from parapipe.engines.base import (
-    LABEL_CACHE,
-    LABEL_PIPELINE,
-    CacheVolume,
-    StepRun,
-    cache_volume_name,
-)
-from parapipe.engines.dagger import step_container
-from parapipe.engines.fake import FakeEngine
+from parapipe.engine.api import CacheVolume, StepRun, cache_volume_name
+from parapipe.engine.dagger.engine import step_container
+from parapipe.engine.docker import argv as argvs
+from parapipe.engine.fake import FakeEngine
+from parapipe.model import LABEL_CACHE, LABEL_PIPELINE
 from parapipe.reporters.base import Reporter
-from parapipe.runner import RunOptions, run_pipeline
-from parapipe.spec import load_pipeline
+from parapipe.run.pipeline_run import RunOptions, run_pipeline
+from parapipe.spec.load import load_pipeline
 
 VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 PIP = CacheVolume(name="parapipe-cache-ci-pip", pipeline="ci", cache="pip", path="/root/.cache/pip")

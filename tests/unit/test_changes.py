@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from parapipe.changes import (
+from parapipe.errors import UsageError
+from parapipe.git.changes import (
     changed_since,
     glob_problem,
     matching,
@@ -15,7 +16,6 @@ from parapipe.changes import (
     refs_changes,
     unchanged_reason,
 )
-from parapipe.errors import UsageError
 
 ZERO = "0" * 40
 

@@ -20,9 +20,9 @@ import anyio
 import graphql
 import pytest
 
-from parapipe.engines import dagger_probe
-from parapipe.engines.dagger_probe import DaggerTarget, classify, failure_message, find_target
-from parapipe.engines.select import choose_engine
+from parapipe.engine.dagger import probe as dagger_probe
+from parapipe.engine.dagger.probe import DaggerTarget, classify, failure_message, find_target
+from parapipe.engine.registry import choose_engine
 from parapipe.errors import UsageError
 from tests.conftest import BUSYBOX
 
@@ -235,7 +235,7 @@ def test_every_sdk_error_becomes_one_line_naming_the_fix() -> None:
 def test_importing_parapipe_does_not_import_the_dagger_sdk() -> None:
     # `import dagger` costs about 0.9 s; only a run on the Dagger engine may pay it.
     code = (
-        "import sys, parapipe.cli, parapipe.runner, parapipe.engines.select\n"
+        "import sys, parapipe.cli.app, parapipe.run.pipeline_run, parapipe.engine.registry\n"
         "print('dagger' in sys.modules)"
     )
     result = subprocess.run(
@@ -251,7 +251,7 @@ def test_auto_passes_over_a_dagger_that_fails_says_why_and_never_imports_the_sdk
     cli = fake_cli(project, "dagger", 'echo "Error: engine down" >&2\nexit 1\n')
     code = (
         "import sys, anyio\n"
-        "from parapipe.engines.select import choose_engine\n"
+        "from parapipe.engine.registry import choose_engine\n"
         "engine, reason = anyio.run(choose_engine, 'auto')\n"
         "print(engine.name); print(reason); print('dagger' in sys.modules)\n"
     )
@@ -319,7 +319,7 @@ def test_auto_takes_an_open_dagger_session_first(
 def test_the_engine_holds_one_connection_for_the_run(
     open_session: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from parapipe.engines.dagger import DAGGER_LOG, DaggerEngine
+    from parapipe.engine.dagger.engine import DAGGER_LOG, DaggerEngine
 
     monkeypatch.setenv("DAGGER_SESSION_PORT", open_session)
     monkeypatch.setenv("DAGGER_SESSION_TOKEN", "token")

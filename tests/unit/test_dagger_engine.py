@@ -24,8 +24,8 @@ import pytest
 from dagger.client._session import BaseConnection
 from gql.transport.exceptions import TransportQueryError, TransportServerError
 
-from parapipe.engines.base import CA_BUNDLE_PATH, ImagePlan, StepRun, step_command
-from parapipe.engines.dagger import (
+from parapipe.engine.api import StepRun, step_command
+from parapipe.engine.dagger.engine import (
     DaggerEngine,
     dockerfile_base,
     output_lines,
@@ -33,10 +33,10 @@ from parapipe.engines.dagger import (
     setup_container,
     step_container,
 )
-from parapipe.engines.dagger_probe import DaggerTarget
-from parapipe.engines.docker_argv import setup_command
+from parapipe.engine.dagger.probe import DaggerTarget
+from parapipe.engine.docker.argv import setup_command
 from parapipe.errors import EngineError, ImageBuildFailed, SpecError
-from parapipe.models import DockerfileBuild, ImageSpec, Location
+from parapipe.model import CA_BUNDLE_PATH, DockerfileBuild, ImagePlan, ImageSpec, Location
 
 pytestmark = pytest.mark.anyio
 

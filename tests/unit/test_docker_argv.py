@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from parapipe.engines import docker_argv as argvs
-from parapipe.engines.base import CA_BUNDLE_PATH, ImagePlan, StepRun, step_command
-from parapipe.models import DockerfileBuild
+from parapipe.engine.api import StepRun, step_command
+from parapipe.engine.docker import argv as argvs
+from parapipe.model import CA_BUNDLE_PATH, DockerfileBuild, ImagePlan
 
 IMAGE_ID = "sha256:" + "a" * 64
 

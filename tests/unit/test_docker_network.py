@@ -1,4 +1,4 @@
-"""The lender's bookkeeping (`engines/docker_network.py`) without a daemon: which network a
+"""The lender's bookkeeping (`engine/docker/network.py`) without a daemon: which network a
 container gets, and when a step may start in it."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import anyio
 import pytest
 from anyio.abc import Process
 
-from parapipe.engines.docker_network import NetworkHolder, NetworkLender
+from parapipe.engine.docker.network import NetworkHolder, NetworkLender
 
 pytestmark = pytest.mark.anyio
 

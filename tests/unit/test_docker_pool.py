@@ -8,9 +8,10 @@ import subprocess
 
 import pytest
 
-from parapipe.engines import docker_argv as argvs
-from parapipe.engines import docker_pool
-from parapipe.engines.base import LABEL_STEP, CacheVolume, Prewarm, StepRun, step_command
+from parapipe.engine.api import CacheVolume, StepRun, step_command
+from parapipe.engine.docker import argv as argvs
+from parapipe.engine.docker import pool as docker_pool
+from parapipe.model import LABEL_STEP, Prewarm
 
 IMAGE_ID = "sha256:" + "a" * 64
 NONCE = "0123456789abcdef"

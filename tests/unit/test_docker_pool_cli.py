@@ -11,9 +11,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from parapipe.engines.base import Prewarm, StepRun
-from parapipe.engines.docker import DockerEngine
+from parapipe.engine.api import StepRun
+from parapipe.engine.docker.engine import DockerEngine
 from parapipe.errors import EngineError
+from parapipe.model import Prewarm
 
 pytestmark = pytest.mark.anyio
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from parapipe.reporters.base import RunInfo
+from parapipe.model import RunInfo, Status, StepResult
 from parapipe.reporters.eta import estimate_remaining
 from parapipe.reporters.live import LiveReporter
-from parapipe.results import Status, StepResult
 
 NEEDS = {"a": (), "b": (), "c": ("a",), "d": ("b", "c")}
 USUAL = {"a": 10.0, "b": 4.0, "c": 5.0, "d": 2.0}

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from parapipe.cli import main
-from parapipe.export_github import DOWNLOAD, UPLOAD, github_workflow
-from parapipe.spec import load_pipeline
+from parapipe.cli.app import main
+from parapipe.git.github_export import DOWNLOAD, UPLOAD, github_workflow
+from parapipe.spec.load import load_pipeline
 
 SPEC = """\
 name: "my app"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from parapipe.model import RunResult
 from parapipe.reporters.base import Reporter
 from parapipe.reporters.fanout import FanoutReporter
 from parapipe.reporters.report_file import ReportError
-from parapipe.results import RunResult
 from tests.unit.report_samples import drive, sample_run
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from parapipe.model import Status
 from parapipe.reporters.factory import ReportPaths, make_reporter
 from parapipe.reporters.fanout import FanoutReporter
 from parapipe.reporters.github import (
@@ -23,7 +24,6 @@ from parapipe.reporters.github_summary import GitHubSummary, summary_markdown
 from parapipe.reporters.json_report import JsonReporter
 from parapipe.reporters.live import LiveReporter
 from parapipe.reporters.plain import PlainReporter
-from parapipe.results import Status
 from tests.unit.report_samples import drive, sample_run
 
 ON_GITHUB = {"GITHUB_ACTIONS": "true"}

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from parapipe.cli import build_parser, main
-from parapipe.hooks import BACKUP_SUFFIX, MARKER, hook_changes, hook_steps, parse_steps
-from parapipe.spec import load_pipeline
+from parapipe.cli.app import build_parser, main
+from parapipe.git.hooks import BACKUP_SUFFIX, MARKER, hook_changes, hook_steps, parse_steps
+from parapipe.spec.load import load_pipeline
 
 REPO_ROOT = Path(__file__).parent.parent.parent
 SPEC = """\

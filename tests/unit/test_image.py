@@ -10,10 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from parapipe.engines.base import CA_BUNDLE_PATH, CA_ENV_VARS, LABEL_PIPELINE
 from parapipe.errors import SpecError
-from parapipe.image import host_ca_bundle, plan_image, repository_name, select_source_files
-from parapipe.models import ImageSpec, Location, Pipeline
+from parapipe.model import (
+    CA_BUNDLE_PATH,
+    CA_ENV_VARS,
+    LABEL_PIPELINE,
+    ImageSpec,
+    Location,
+    Pipeline,
+)
+from parapipe.run.image_plan import host_ca_bundle, plan_image, repository_name, select_source_files
 
 BASE_ID = "sha256:" + "b" * 64
 TAG = re.compile(r"parapipe/[a-z0-9]+(?:[._-][a-z0-9]+)*:[0-9a-f]{20}")

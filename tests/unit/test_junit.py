@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import xmlschema
 
+from parapipe.model import ImageResult, Status
 from parapipe.reporters.junit import JUnitReporter, junit_xml
 from parapipe.reporters.report_file import ReportError
-from parapipe.results import ImageResult, Status
 from tests.unit.report_samples import drive, sample_run
 
 # junit-10.xsd: the schema of Jenkins' xunit plugin (MIT), as pytest's own tests use it.

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from parapipe.engines import podman_setup
-from parapipe.engines.podman_setup import Choice, NoWay, Refusal, classify, probe
+from parapipe.engine.docker import podman_setup
+from parapipe.engine.docker.podman_setup import Choice, NoWay, Refusal, classify, probe
 
 # The runtimes' own words, as seen on Debian 12 with podman 4.3.1, crun 1.8.1 and runc 1.1.
 CRUN_RLIMIT = (
@@ -177,7 +177,7 @@ def test_the_command_writes_the_drop_in_podman_reads(
         [
             sys.executable,
             "-m",
-            "parapipe.engines.podman_setup",
+            "parapipe.engine.docker.podman_setup",
             "--podman",
             podman[0],
             "--write",
@@ -203,7 +203,7 @@ def test_the_command_fails_in_one_line_where_nothing_works(
         tmp_path, monkeypatch, default="runc", hybrid=False, nofile=2**21, nproc=2**21, broken=True
     )
     done = subprocess.run(
-        [sys.executable, "-m", "parapipe.engines.podman_setup", "--podman", podman[0]],
+        [sys.executable, "-m", "parapipe.engine.docker.podman_setup", "--podman", podman[0]],
         capture_output=True,
         text=True,
         check=False,

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from parapipe.engines.base import Prewarm
-from parapipe.prewarm import ContainerForecast, steps_taking_containers
-from parapipe.results import Status, StepResult
-from parapipe.spec import load_pipeline
-from parapipe.step_cache import StepCache
+from parapipe.model import Prewarm, Status, StepResult
+from parapipe.run.prewarm import ContainerForecast, steps_taking_containers
+from parapipe.run.state.step_cache import StepCache
+from parapipe.spec.load import load_pipeline
 
 TEMPLATE = Prewarm(run_id="r", image_id="i", workdir="/src", labels={}, jobs=4, soon=0, limit=0)
 

@@ -13,7 +13,8 @@ import pytest
 from rich.console import Console
 
 from parapipe.errors import UsageError
-from parapipe.reporters.base import Reporter, RunInfo
+from parapipe.model import ImageResult, RunInfo, RunResult, Status, StepResult
+from parapipe.reporters.base import Reporter
 from parapipe.reporters.factory import make_reporter
 from parapipe.reporters.live import LiveReporter
 from parapipe.reporters.plain import PlainReporter, QuietReporter
@@ -24,7 +25,6 @@ from parapipe.reporters.summary import (
     output_lines,
     plain_summary_lines,
 )
-from parapipe.results import ImageResult, RunResult, Status, StepResult
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 RUN_DIR = Path("/tmp/parapipe-test/runs/r1")

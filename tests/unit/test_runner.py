@@ -7,12 +7,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from parapipe.engines.fake import FakeEngine, FakeStep
+from parapipe.engine.fake import FakeEngine, FakeStep
 from parapipe.errors import ExitCode
+from parapipe.model import RunResult, Status
 from parapipe.reporters.base import Reporter
-from parapipe.results import RunResult, Status
-from parapipe.runner import RunOptions, run_pipeline
-from parapipe.spec import load_pipeline
+from parapipe.run.pipeline_run import RunOptions, run_pipeline
+from parapipe.spec.load import load_pipeline
 
 pytestmark = pytest.mark.anyio
 

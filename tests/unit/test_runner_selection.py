@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from parapipe.engines.fake import FakeEngine
+from parapipe.engine.fake import FakeEngine
 from parapipe.errors import ExitCode
+from parapipe.model import RunResult, Status, StepResult
 from parapipe.reporters.base import Reporter
-from parapipe.results import RunResult, Status, StepResult
-from parapipe.runner import RunOptions, run_pipeline
-from parapipe.spec import load_pipeline
+from parapipe.run.pipeline_run import RunOptions, run_pipeline
+from parapipe.spec.load import load_pipeline
 
 pytestmark = pytest.mark.anyio
 

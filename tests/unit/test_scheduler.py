@@ -8,8 +8,8 @@ from collections.abc import Mapping
 import anyio
 import pytest
 
-from parapipe.results import Status, StepResult
-from parapipe.scheduler import Scheduler
+from parapipe.model import Status, StepResult
+from parapipe.run.scheduler import Scheduler
 
 pytestmark = pytest.mark.anyio
 

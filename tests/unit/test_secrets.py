@@ -11,16 +11,15 @@ from typing import Any
 import dagger
 import pytest
 
-from parapipe.engines import docker_argv as argvs
-from parapipe.engines.base import StepRun
-from parapipe.engines.dagger import step_container
-from parapipe.engines.fake import FakeEngine, FakeStep
+from parapipe.engine.api import StepRun
+from parapipe.engine.dagger.engine import step_container
+from parapipe.engine.docker import argv as argvs
+from parapipe.engine.fake import FakeEngine, FakeStep
 from parapipe.errors import EngineError, ExitCode, SpecError, UsageError
-from parapipe.models import Location, Step
+from parapipe.model import ImageResult, Location, RunResult, Status, Step, StepResult
 from parapipe.reporters.base import Reporter
-from parapipe.results import ImageResult, RunResult, Status, StepResult
-from parapipe.runner import RunOptions, run_pipeline
-from parapipe.secrets import (
+from parapipe.run.pipeline_run import RunOptions, run_pipeline
+from parapipe.run.secrets import (
     MASK,
     Redactor,
     Secrets,
@@ -28,7 +27,7 @@ from parapipe.secrets import (
     parse_secret_flags,
     resolve_secrets,
 )
-from parapipe.spec import load_pipeline
+from parapipe.spec.load import load_pipeline
 
 TOKEN = "tok-5f3a9c-secret"
 PEM = "-----BEGIN TEST KEY-----\r\nMIIEvQIBADANBgkqhkiG9w0BAQEF\r\n-----END TEST KEY-----"

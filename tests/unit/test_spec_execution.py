@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from parapipe.models import Step
-from parapipe.spec import load_pipeline
+from parapipe.model import Step
+from parapipe.spec.load import load_pipeline
 
 
 def load(tmp_path: Path, text: str) -> dict[str, Step]:

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from parapipe.errors import SpecError
-from parapipe.models import Pipeline
-from parapipe.spec import load_pipeline
+from parapipe.model import Pipeline
+from parapipe.spec.load import load_pipeline
 
 # Keys the loader knows, so generated documents get past the first checks often enough to
 # reach the deeper ones.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from parapipe.errors import SpecError
-from parapipe.spec import NOT_SUPPORTED_YET, load_pipeline
+from parapipe.spec.load import NOT_SUPPORTED_YET, load_pipeline
 
 HEAD = "image: {from: busybox:latest}\nsteps:\n"
 

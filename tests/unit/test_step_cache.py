@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from parapipe.engines.base import ImagePlan
-from parapipe.models import Location, Step
-from parapipe.step_cache import StepCache, parse_size, step_key
+from parapipe.model import ImagePlan, Location, Step
+from parapipe.run.state.step_cache import StepCache, parse_size, step_key
 
 HERE = Location(file="ci.yaml", line=1, column=1)
 

@@ -9,8 +9,8 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+from parapipe.model import Status
 from parapipe.reporters.timeline import TimelineReporter, bars, critical_path, timeline_html
-from parapipe.results import Status
 from tests.unit.report_samples import drive, sample_run
 
 

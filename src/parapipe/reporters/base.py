@@ -2,24 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-
-from parapipe.results import ImageResult, RunResult, StepResult
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunInfo:
-    run_id: str
-    pipeline: str
-    spec_path: Path
-    engine: str
-    engine_reason: str  # why this engine was chosen, e.g. "docker answered first"
-    steps: Sequence[str]  # the steps this run will run, in a topological order
-    needs: dict[str, tuple[str, ...]]  # of those steps
-    jobs: int
-    run_dir: Path
+from parapipe.model import ImageResult, RunInfo, RunResult, StepResult
 
 
 class Reporter:

@@ -13,8 +13,7 @@ from typing import TextIO
 from rich.console import Console
 
 from parapipe.errors import UsageError
-from parapipe.history import load_durations
-from parapipe.models import Pipeline
+from parapipe.model import Pipeline
 from parapipe.reporters.base import Reporter
 from parapipe.reporters.fanout import FanoutReporter
 from parapipe.reporters.github import (
@@ -29,6 +28,7 @@ from parapipe.reporters.junit import JUnitReporter
 from parapipe.reporters.live import LiveReporter
 from parapipe.reporters.plain import PlainReporter, QuietReporter
 from parapipe.reporters.timeline import TimelineReporter
+from parapipe.run.state.history import load_durations
 
 MODES = ("auto", "tty", "plain", "quiet", "github")
 

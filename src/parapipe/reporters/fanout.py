@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from parapipe.reporters.base import Reporter, RunInfo
-from parapipe.results import ImageResult, RunResult, StepResult
+from parapipe.model import ImageResult, RunInfo, RunResult, StepResult
+from parapipe.reporters.base import Reporter
 
 
 class FanoutReporter(Reporter):

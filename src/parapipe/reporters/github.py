@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from parapipe.reporters.base import Reporter, RunInfo
+from parapipe.model import ImageResult, RunInfo, RunResult, Status, StepResult
+from parapipe.reporters.base import Reporter
 from parapipe.reporters.plain import IMAGE_LABEL, PlainReporter
 from parapipe.reporters.report_file import log_tail
 from parapipe.reporters.summary import (
@@ -31,7 +32,6 @@ from parapipe.reporters.summary import (
     output_lines,
     step_detail,
 )
-from parapipe.results import ImageResult, RunResult, Status, StepResult
 
 ANNOTATED_LINES = 200  # how far back in a failed step's log a location is looked for
 # `path:line:` or `path:line:col:`, as compilers, linters, type checkers and pytest write them.

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from parapipe.reporters.base import Reporter, RunInfo
+from parapipe.model import RunInfo, RunResult, Status, StepResult
+from parapipe.reporters.base import Reporter
 from parapipe.reporters.report_file import ReportError
 from parapipe.reporters.summary import (
     count_line,
@@ -16,7 +17,6 @@ from parapipe.reporters.summary import (
     ordered_steps,
     step_detail,
 )
-from parapipe.results import RunResult, Status, StepResult
 
 _ICONS = {
     Status.PASSED: "✅",

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from parapipe import __version__
-from parapipe.reporters.base import Reporter, RunInfo
+from parapipe.model import AttemptResult, ImageResult, RunInfo, RunResult, Status, StepResult
+from parapipe.reporters.base import Reporter
 from parapipe.reporters.report_file import write_report
 from parapipe.reporters.summary import ordered_steps
-from parapipe.results import AttemptResult, ImageResult, RunResult, Status, StepResult
 
 FLAG = "--report"
 SCHEMA_VERSION = 1

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from parapipe.reporters.base import Reporter, RunInfo
+from parapipe.model import ImageResult, RunInfo, RunResult, Status, StepResult
+from parapipe.reporters.base import Reporter
 from parapipe.reporters.report_file import log_tail, write_report
 from parapipe.reporters.summary import TAIL_LINES, ordered_steps
-from parapipe.results import ImageResult, RunResult, Status, StepResult
 
 FLAG = "--junit"
 IMAGE_CASE = "[image]"

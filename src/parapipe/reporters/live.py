@@ -22,7 +22,8 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from parapipe.reporters.base import Reporter, RunInfo
+from parapipe.model import ImageResult, RunInfo, RunResult, Status, StepResult
+from parapipe.reporters.base import Reporter
 from parapipe.reporters.eta import estimate_remaining
 from parapipe.reporters.summary import (
     STATUS_STYLES,
@@ -34,7 +35,6 @@ from parapipe.reporters.summary import (
     rich_summary,
     step_detail,
 )
-from parapipe.results import ImageResult, RunResult, Status, StepResult
 
 REFRESH_PER_SECOND = 8.0
 

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from contextlib import suppress
 from typing import TextIO
 
-from parapipe.reporters.base import Reporter, RunInfo
+from parapipe.model import ImageResult, RunInfo, RunResult, Status, StepResult
+from parapipe.reporters.base import Reporter
 from parapipe.reporters.summary import (
     TAIL_LINES,
     describe_image,
@@ -19,7 +20,6 @@ from parapipe.reporters.summary import (
     output_lines,
     plain_summary_lines,
 )
-from parapipe.results import ImageResult, RunResult, Status, StepResult
 
 IMAGE_LABEL = "[image]"  # brackets so it cannot be mistaken for a step called "image"
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from parapipe.errors import ExitCode
-from parapipe.results import ImageResult, RunResult, Status, StepResult
+from parapipe.model import ImageResult, RunResult, Status, StepResult
 
 TAIL_LINES = 20  # how much of a failed step's output is repeated next to the failure
 

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from parapipe.reporters.base import Reporter, RunInfo
+from parapipe.model import RunInfo, RunResult, Status, StepResult
+from parapipe.reporters.base import Reporter
 from parapipe.reporters.report_file import write_report
 from parapipe.reporters.summary import (
     count_line,
@@ -23,7 +24,6 @@ from parapipe.reporters.summary import (
     ordered_steps,
     step_detail,
 )
-from parapipe.results import RunResult, Status, StepResult
 
 FLAG = "--timeline"
 IMAGE_ROW = "[image]"

@@ -1,0 +1,1 @@
+"""Container engines behind one small interface (`parapipe.engine.api.Engine`)."""

@@ -1,0 +1,136 @@
+"""The interface every container engine implements, and the parts all engines share."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from parapipe.errors import UsageError
+from parapipe.model import LABEL_CACHE, LABEL_PIPELINE, ImagePlan, ImageSpec, Prewarm
+
+LineSink = Callable[[str], None]
+"""Receives one line of output at a time, without its trailing newline."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepRun:
+    """One step's container: made from `image_id`, running `commands` in order."""
+
+    run_id: str
+    step: str
+    image_id: str
+    commands: tuple[str, ...]
+    env: Mapping[str, str]
+    workdir: str
+    labels: Mapping[str, str]
+    attempt: int = 1  # each attempt gets a container of its own
+    # Host folders laid out like the workdir (the outputs of the step's needs): their content
+    # is copied into the workdir before the step starts.
+    inputs: tuple[Path, ...] = ()
+    outputs: tuple[str, ...] = ()  # paths under the workdir to copy out once the step passed
+    outputs_dir: Path | None = None  # host folder laid out like the workdir that receives them
+    # Secret values by name, for the container's environment only: never on a command line,
+    # in an image or in a log. Not in `env`, so engines can treat them apart.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    caches: tuple[CacheVolume, ...] = ()  # persistent volumes mounted into the container
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheVolume:
+    """`caches: {pip: /root/.cache/pip}`: a named volume that outlives runs, shared by every
+    step of the pipeline that names the same cache."""
+
+    name: str  # the engine's volume, from `cache_volume_name`
+    pipeline: str
+    cache: str  # its name in the spec
+    path: str  # absolute, in the container
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {LABEL_PIPELINE: self.pipeline, LABEL_CACHE: self.cache}
+
+
+def cache_volume_name(pipeline: str, cache: str) -> str:
+    """`parapipe-cache-<pipeline>-<cache>`, a valid volume name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
+
+    A pipeline name that had to be changed for it gets a short hash of the original, so that two
+    pipelines never share a cache by accident. Cache names are valid as they are.
+    """
+    scope = re.sub(r"[^a-zA-Z0-9_.-]+", "-", pipeline)[:64]
+    if scope != pipeline:
+        scope += "-" + hashlib.sha256(pipeline.encode()).hexdigest()[:8]
+    return f"parapipe-cache-{scope}-{cache}"
+
+
+# Runs each command with `sh -e`, in order, stopping at the first failure. stderr is merged into
+# stdout inside the container so the log keeps the order the step wrote it in.
+_STEP_SCRIPT = """exec 2>&1
+for command do
+  printf '$ %s\\n' "$command"
+  sh -ec "$command" || { status=$?; printf 'parapipe: exit %d\\n' "$status"; exit "$status"; }
+done
+"""
+
+
+def step_command(commands: tuple[str, ...]) -> list[str]:
+    """The argv a step's container runs: `sh -c SCRIPT parapipe CMD...`."""
+    return ["sh", "-c", _STEP_SCRIPT, "parapipe", *commands]
+
+
+class Engine(ABC):
+    """A container engine. Methods raise `EngineError`/`EngineUnavailable` for engine faults and
+    `ImageBuildFailed` when the user's image build fails; they never leak a library's exceptions.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    async def check(self) -> None:
+        """Raise `EngineUnavailable` (one line, saying how to fix it) unless the engine answers."""
+
+    def session(self, run_dir: Path) -> AbstractAsyncContextManager[None]:
+        """Hold what the engine needs for one run (Dagger: its connection), open from before
+        `resolve_base` until every step has finished; `remove_containers` runs after it closes.
+        `run_dir` is the run's folder, for the engine's own logs. Raises `EngineUnavailable` when
+        it cannot be opened. The CLI engines need nothing: by default this holds nothing."""
+        return nullcontext()
+
+    @abstractmethod
+    async def resolve_base(self, image: ImageSpec, log: LineSink) -> str:
+        """Return the id of the base image: `image.base` as found locally (pulled if missing),
+        or the image built from `image.build`."""
+
+    @abstractmethod
+    async def find_image(self, tag: str) -> str | None:
+        """Return the id of the image tagged `tag`, or None when there is none."""
+
+    @abstractmethod
+    async def build_image(self, plan: ImagePlan, log: LineSink) -> str:
+        """Build the pipeline image, tag it `plan.tag`, and return its id."""
+
+    @abstractmethod
+    async def run_step(self, run: StepRun, log: LineSink) -> int:
+        """Run one step in a fresh container from `run.image_id` and return its exit code.
+
+        The container is removed however this ends, cancellation included.
+        """
+
+    def prewarm(self, request: Prewarm) -> None:  # noqa: B027 - optional, empty by default
+        """Take the runner's latest forecast of the containers its steps will want (called as
+        steps start and finish, from within `session`). Engines that start containers ahead of
+        time act on it; by default it changes nothing."""
+
+    @abstractmethod
+    async def remove_containers(self, run_id: str) -> None:
+        """Remove every container labelled with `run_id` (a last sweep at the end of a run)."""
+
+    async def remove_cache_volumes(self, pipeline: str) -> list[str]:
+        """Remove the cache volumes of `pipeline` (`parapipe cache prune --volumes`); their
+        names. Raises `UsageError` for an engine that keeps them out of parapipe's reach."""
+        raise UsageError(f"{self.name} keeps cache volumes itself: parapipe cannot remove them")

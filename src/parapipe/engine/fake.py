@@ -1,0 +1,111 @@
+"""An in-memory engine for fast scheduler and runner tests. It never replaces the Docker tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import anyio
+
+from parapipe.engine.api import Engine, LineSink, StepRun
+from parapipe.errors import EngineError, ImageBuildFailed, OutputError
+from parapipe.model import ImagePlan, ImageSpec
+
+
+@dataclass
+class FakeStep:
+    """How a fake step behaves: what it prints, when it may finish, how it exits."""
+
+    exit_code: int = 0
+    exit_codes_by_attempt: tuple[int, ...] = ()  # overrides exit_code for attempts 1, 2, ...
+    output: tuple[str, ...] = ()
+    release: anyio.Event | None = None  # the step waits for this before finishing
+    engine_error: str | None = None  # raise EngineError instead of exiting
+    files: dict[str, str] = field(default_factory=dict)  # what it writes, by path in the workdir
+    started: anyio.Event = field(default_factory=anyio.Event)
+    finished: anyio.Event = field(default_factory=anyio.Event)
+    cancelled: bool = False
+
+
+class FakeEngine(Engine):
+    name = "fake"
+
+    def __init__(self, steps: Mapping[str, FakeStep] | None = None, *, setup_fails: bool = False):
+        self.steps = dict(steps or {})
+        self.setup_fails = setup_fails
+        self.events: list[
+            tuple[str, str]
+        ] = []  # ("start" | "end", step), in the order they happened
+        self.images: dict[str, str] = {}
+        self.builds = 0
+        self.running = 0
+        self.most_running = 0
+        self.runs: list[StepRun] = []
+        self.swept: list[str] = []
+
+    async def check(self) -> None:
+        pass
+
+    async def resolve_base(self, image: ImageSpec, log: LineSink) -> str:
+        return f"sha256:base-of-{image.base or 'dockerfile'}"
+
+    async def find_image(self, tag: str) -> str | None:
+        return self.images.get(tag)
+
+    async def build_image(self, plan: ImagePlan, log: LineSink) -> str:
+        self.builds += 1
+        for command in plan.setup:
+            log(f"$ {command}")
+            if self.setup_fails:
+                raise ImageBuildFailed(f"setup command failed with exit 1: {command}")
+        self.images[plan.tag] = f"sha256:{len(self.images) + 1:064d}"
+        return self.images[plan.tag]
+
+    async def run_step(self, run: StepRun, log: LineSink) -> int:
+        behaviour = self.steps.setdefault(run.step, FakeStep())
+        self.runs.append(run)
+        self.events.append(("start", run.step))
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        behaviour.started.set()
+        try:
+            for line in behaviour.output:
+                log(line)
+            if behaviour.release is not None:
+                await behaviour.release.wait()
+            else:
+                await anyio.lowlevel.checkpoint()
+            if behaviour.engine_error:
+                raise EngineError(behaviour.engine_error)
+            if run.attempt <= len(behaviour.exit_codes_by_attempt):
+                exit_code = behaviour.exit_codes_by_attempt[run.attempt - 1]
+            else:
+                exit_code = behaviour.exit_code
+            if exit_code == 0 and run.outputs:
+                self._hand_out(run, behaviour)
+            return exit_code
+        except anyio.get_cancelled_exc_class():
+            behaviour.cancelled = True
+            raise
+        finally:
+            self.running -= 1
+            self.events.append(("end", run.step))
+            behaviour.finished.set()
+
+    def _hand_out(self, run: StepRun, behaviour: FakeStep) -> None:
+        assert run.outputs_dir is not None
+        for output in run.outputs:
+            made = {
+                p: c
+                for p, c in behaviour.files.items()
+                if p == output or p.startswith(output + "/")
+            }
+            if not made:
+                raise OutputError(f"step {run.step!r} did not produce its output '{output}'")
+            for path, content in made.items():
+                target = run.outputs_dir / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content)
+
+    async def remove_containers(self, run_id: str) -> None:
+        self.swept.append(run_id)

@@ -1,1 +1,0 @@
-"""Container engines behind one small interface (`parapipe.engines.base.Engine`)."""

@@ -1,0 +1,41 @@
+"""The domain types: a pipeline as loaded from its spec, the image plan, a run's results.
+
+Every layer imports them from here (`from parapipe.model import Pipeline`); they import
+nothing of parapipe but `parapipe.errors`.
+"""
+
+from parapipe.model.image import CA_BUNDLE_PATH, CA_ENV_VARS, ImagePlan
+from parapipe.model.labels import LABEL_CACHE, LABEL_PIPELINE, LABEL_RUN, LABEL_STEP
+from parapipe.model.pipeline import (
+    DEFAULT_WORKDIR,
+    DockerfileBuild,
+    ImageSpec,
+    Location,
+    Pipeline,
+    Step,
+)
+from parapipe.model.results import AttemptResult, ImageResult, RunResult, Status, StepResult
+from parapipe.model.run import Prewarm, RunInfo
+
+__all__ = [
+    "CA_BUNDLE_PATH",
+    "CA_ENV_VARS",
+    "DEFAULT_WORKDIR",
+    "LABEL_CACHE",
+    "LABEL_PIPELINE",
+    "LABEL_RUN",
+    "LABEL_STEP",
+    "AttemptResult",
+    "DockerfileBuild",
+    "ImagePlan",
+    "ImageResult",
+    "ImageSpec",
+    "Location",
+    "Pipeline",
+    "Prewarm",
+    "RunInfo",
+    "RunResult",
+    "Status",
+    "Step",
+    "StepResult",
+]

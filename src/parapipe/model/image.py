@@ -1,0 +1,32 @@
+"""The pipeline image: what goes into it, and where the host CA lands in it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+CA_BUNDLE_PATH = "/etc/parapipe/ca-certificates.crt"
+CA_ENV_VARS = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "NODE_EXTRA_CA_CERTS",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImagePlan:
+    """Everything that goes into the pipeline image, with its content hash already in `tag`."""
+
+    tag: str  # parapipe/<pipeline>:<hash>; an existing tag means nothing needs building
+    base_id: str  # the resolved base image (from `image.from`, or built from `image.build`)
+    source: Path  # host folder the files are copied from
+    files: tuple[str, ...]  # POSIX paths relative to source, already filtered, sorted
+    workdir: str
+    env: Mapping[str, str]  # image.env plus the CA variables when the host CA is trusted
+    setup: tuple[str, ...]
+    ca_bundle: Path | None  # host CA bundle copied to CA_BUNDLE_PATH, or None
+    labels: Mapping[str, str]

@@ -1,0 +1,276 @@
+"""What goes into the pipeline image, and the content hash that names it.
+
+An unchanged re-run must build nothing, so everything the image is made of (base, files, env,
+setup commands, the host CA bundle) feeds one sha256, and the image is tagged with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import ssl
+import stat
+import subprocess
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Final
+
+import pathspec
+
+from parapipe.errors import ImageBuildFailed, SpecError
+from parapipe.model import CA_BUNDLE_PATH, CA_ENV_VARS, LABEL_PIPELINE, ImagePlan, Pipeline
+
+# Bump when the way an image is made from the same inputs changes, so old tags stop matching.
+IMAGE_FORMAT: Final = "parapipe-image-v1"
+
+TAG_REPOSITORY: Final = "parapipe"
+HASH_LENGTH: Final = 20
+SYSTEM_CA_BUNDLE: Final = Path("/etc/ssl/certs/ca-certificates.crt")
+
+# Never part of the image, wherever they appear: git's own data and parapipe's run folders.
+ALWAYS_EXCLUDED: Final = frozenset({".git", ".parapipe"})
+
+# Git variables set by hooks (a pre-push hook runs us) would point `git ls-files` at another
+# index or work tree; these are the ones that only configure git and are safe to keep.
+_GIT_ENV_KEPT: Final = ("GIT_EXEC_PATH", "GIT_CONFIG_")
+
+# Dockerfile `ENV` and `WORKDIR` are single-line instructions: a line break cannot be quoted.
+_LINE_BREAKS: Final = re.compile(r"[\r\n]")
+
+
+def select_source_files(source: Path, exclude: Sequence[str]) -> list[str]:
+    """The files of `source` that go into the image: POSIX paths relative to it, sorted.
+
+    Regular files and symlinks only. Git-ignored files are left out (by git itself inside a work
+    tree, else by the `.gitignore` files found in the tree), then whatever matches `exclude`.
+    """
+    candidates = _git_files(source)
+    if candidates is None:
+        candidates = _walked_files(source)
+    excluded = pathspec.GitIgnoreSpec.from_lines(exclude)
+    return sorted(
+        path
+        for path in candidates
+        if ALWAYS_EXCLUDED.isdisjoint(path.split("/")) and not excluded.match_file(path)
+    )
+
+
+def host_ca_bundle() -> Path | None:
+    """The CA bundle this host trusts: `SSL_CERT_FILE`, else the system's, else None."""
+    configured = os.environ.get("SSL_CERT_FILE")
+    if configured and Path(configured).is_file():
+        return Path(configured)
+    defaults = ssl.get_default_verify_paths()
+    for candidate in (defaults.cafile, defaults.openssl_cafile, SYSTEM_CA_BUNDLE):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
+    """Select the files, hash everything the image is made of, and name the image after it.
+
+    Blocking (it runs git and reads every file): call it from a worker thread.
+    """
+    spec = pipeline.image
+    if not spec.source.is_dir():
+        raise SpecError(f"the image source folder {spec.source} does not exist", spec.location)
+    if _LINE_BREAKS.search(spec.workdir):
+        raise SpecError("'image.workdir' cannot contain a line break", spec.location)
+    for name, value in spec.env.items():
+        if _LINE_BREAKS.search(value):
+            raise SpecError(
+                f"'image.env' {name}: a value baked into the image cannot contain a line break;"
+                " set it in the steps' env instead",
+                spec.location,
+            )
+    files = tuple(select_source_files(spec.source, spec.exclude))
+    ca_bundle = host_ca_bundle() if spec.host_ca else None
+    env = dict(spec.env)
+    if ca_bundle is not None:
+        env = {name: CA_BUNDLE_PATH for name in CA_ENV_VARS} | env
+    labels = {LABEL_PIPELINE: pipeline.name}
+    digest = hashlib.sha256()
+    _feed(digest, IMAGE_FORMAT, base_id, spec.workdir)
+    _feed(digest, "env", *_flatten(sorted(env.items())))
+    _feed(digest, "labels", *_flatten(sorted(labels.items())))
+    _feed(digest, "setup", str(len(spec.setup)), *spec.setup)
+    _feed(digest, "ca", _file_digest(ca_bundle) if ca_bundle is not None else "")
+    _feed(digest, "files", str(len(files)))
+    for path in files:
+        _feed(digest, path, *_fingerprint(spec.source, path))
+    return ImagePlan(
+        tag=image_tag(pipeline.name, digest.hexdigest()),
+        base_id=base_id,
+        source=spec.source,
+        files=files,
+        workdir=spec.workdir,
+        env=env,
+        setup=spec.setup,
+        ca_bundle=ca_bundle,
+        labels=labels,
+    )
+
+
+def image_tag(pipeline_name: str, content_hash: str) -> str:
+    return f"{TAG_REPOSITORY}/{repository_name(pipeline_name)}:{content_hash[:HASH_LENGTH]}"
+
+
+def repository_name(pipeline_name: str) -> str:
+    """`pipeline_name` as a docker repository path component: `[a-z0-9]+([._-][a-z0-9]+)*`."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", pipeline_name.lower())
+    name = re.sub(r"[._-]{2,}", "-", name)
+    name = name[:64].strip("._-")
+    return name or "pipeline"
+
+
+def _git_files(source: Path) -> list[str] | None:
+    """What git would add under `source` (tracked plus untracked-not-ignored), or None when
+    `source` is not in a git work tree or git is missing."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("GIT_") or name.startswith(_GIT_ENV_KEPT)
+    }
+    try:
+        listing = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(source),
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ],
+            capture_output=True,
+            check=False,
+            env=env,
+        )
+    except OSError:
+        return None
+    if listing.returncode != 0:
+        return None
+    files: list[str] = []
+    # A path shows up once per merge stage while a conflict is unresolved.
+    for entry in sorted({os.fsdecode(raw) for raw in listing.stdout.split(b"\0") if raw}):
+        path = entry.rstrip("/")
+        try:
+            mode = (source / path).lstat().st_mode
+        except FileNotFoundError:
+            continue  # tracked, but deleted from the work tree
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            files.append(path)
+        elif stat.S_ISDIR(mode) and path.split("/")[-1] not in ALWAYS_EXCLUDED:
+            # A submodule, or a nested repository git lists as one untracked folder: it has
+            # its own ignore rules.
+            folder = source / path
+            nested = _git_files(folder) if (folder / ".git").exists() else None
+            if nested is None:
+                nested = _walked_files(folder)
+            files.extend(f"{path}/{inner}" for inner in nested)
+    return files
+
+
+def _walked_files(source: Path) -> list[str]:
+    """The files under `source` that `.gitignore` files do not ignore, read as git reads them:
+    a deeper `.gitignore` overrides a shallower one, and an ignored folder is not entered.
+
+    For when git cannot answer. The `.gitignore` files between the work tree's root (the
+    folder holding `.git`, when there is one) and `source` apply too.
+    """
+    top = _work_tree_root(source) or source
+    lead = source.relative_to(top).parts
+    ignores: dict[str, pathspec.GitIgnoreSpec] = {}
+    for depth in range(len(lead)):
+        prefix = "".join(f"{part}/" for part in lead[:depth])
+        _read_gitignore(top / prefix, prefix, ignores)
+    lead_prefix = "".join(f"{part}/" for part in lead)
+    files: list[str] = []
+    for folder, dirnames, filenames in os.walk(source):
+        relative = Path(folder).relative_to(source).as_posix()
+        inner = "" if relative == "." else f"{relative}/"
+        prefix = lead_prefix + inner
+        _read_gitignore(Path(folder), prefix, ignores)
+        entered = []
+        for name in dirnames:
+            if name in ALWAYS_EXCLUDED:
+                continue
+            if Path(folder, name).is_symlink():
+                # A symlink to a folder: os.walk lists it with the folders but does not follow
+                # it; in the image it stays a symlink.
+                if not _ignored(ignores, prefix + name):
+                    files.append(inner + name)
+            elif not _ignored(ignores, prefix + name, folder=True):
+                entered.append(name)
+        dirnames[:] = entered
+        for name in filenames:
+            mode = Path(folder, name).lstat().st_mode
+            if (stat.S_ISREG(mode) or stat.S_ISLNK(mode)) and not _ignored(ignores, prefix + name):
+                files.append(inner + name)
+    return files
+
+
+def _work_tree_root(path: Path) -> Path | None:
+    return next((folder for folder in (path, *path.parents) if (folder / ".git").exists()), None)
+
+
+def _read_gitignore(folder: Path, prefix: str, ignores: dict[str, pathspec.GitIgnoreSpec]) -> None:
+    gitignore = folder / ".gitignore"
+    if gitignore.is_file():
+        with gitignore.open(encoding="utf-8", errors="surrogateescape") as lines:
+            ignores[prefix] = pathspec.GitIgnoreSpec.from_lines(lines)
+
+
+def _ignored(
+    ignores: dict[str, pathspec.GitIgnoreSpec], path: str, *, folder: bool = False
+) -> bool:
+    """Whether the `.gitignore` files in `ignores` (keyed by their folder's prefix) ignore `path`.
+    The deepest file with a matching pattern decides, as in git."""
+    parts = path.split("/")
+    for depth in range(len(parts) - 1, -1, -1):
+        prefix = "".join(f"{part}/" for part in parts[:depth])
+        spec = ignores.get(prefix)
+        if spec is None:
+            continue
+        relative = "/".join(parts[depth:]) + ("/" if folder else "")
+        verdict = spec.check_file(relative).include
+        if verdict is not None:
+            return verdict
+    return False
+
+
+def _fingerprint(source: Path, path: str) -> tuple[str, str]:
+    """The kind of the file and a digest of what the image gets from it."""
+    full = source / path
+    try:
+        mode = full.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            return "symlink", os.readlink(full)
+        kind = "executable" if mode & 0o111 else "file"
+        return kind, _file_digest(full)
+    except OSError as exc:
+        raise ImageBuildFailed(f"cannot read {full} for the image: {exc.strerror or exc}") from exc
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        with path.open("rb") as content:
+            # Reads in chunks: a large file is never held in memory whole.
+            return hashlib.file_digest(content, "sha256").hexdigest()
+    except OSError as exc:
+        raise ImageBuildFailed(f"cannot read {path} for the image: {exc.strerror or exc}") from exc
+
+
+def _flatten(pairs: Iterable[tuple[str, str]]) -> list[str]:
+    return [part for pair in pairs for part in pair]
+
+
+def _feed(digest: hashlib._Hash, *parts: str) -> None:
+    """Add `parts` to `digest`, each prefixed with its length so no two sequences collide."""
+    for part in parts:
+        data = part.encode("utf-8", "surrogateescape")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)

@@ -1,0 +1,157 @@
+"""How many fresh containers a run's steps will still take, and how many of them soon: the
+runner's side of `Engine.prewarm`.
+
+A step counts when it will take a container from the engine: not when the step cache may serve it,
+`when.changed` leaves it out, or it mounts cache volumes (only a container's creation can mount
+them, so such a step starts a container of its own). Of those, the steps that may start soon are
+the ones whose needs have all started: `soon`. `limit` is all of them, the most containers the
+run can still use. Both count the steps with outputs apart. After fail-fast or an interrupt,
+all are 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+
+from parapipe.git.changes import unchanged_reason
+from parapipe.graph import needs_within
+from parapipe.model import Pipeline, Prewarm, Status, StepResult
+from parapipe.run.state.step_cache import StepCache
+
+_STOPPED = frozenset({Status.CANCELLED, Status.INTERRUPTED})
+
+
+def steps_taking_containers(
+    pipeline: Pipeline,
+    names: Iterable[str],
+    *,
+    changed_files: frozenset[str] | None,
+    read_cache: bool,
+    image_built: bool,
+) -> list[str]:
+    """The steps of `names` that will run in a fresh container, as far as can be told before
+    they start.
+
+    A step the cache might serve does not count: with a new image, only one whose `inputs`
+    narrow its key to some files (a new image changes every other key); else any step that
+    has an entry. A prediction that proves wrong costs only speed: that step then starts its
+    own container, or one the pool holds for another.
+    """
+    cache = StepCache(pipeline.state_dir)
+    taking = []
+    for name in names:
+        step = pipeline.steps[name]
+        if step.caches or unchanged_reason(step.when_changed, changed_files) is not None:
+            continue
+        cacheable = read_cache and step.cache and (step.inputs is not None or not image_built)
+        if cacheable and cache.latest(pipeline.name, name) is not None:
+            continue
+        taking.append(name)
+    return taking
+
+
+class ContainerForecast:
+    """Follows the run's steps as they start and finish.
+
+    A step is *next* when all its needs have started (or finished): it may start as soon as
+    they end. It may start *soon* when each of its needs has started or is next: two steps
+    ahead, as a container takes longer to start than many steps take to run.
+    """
+
+    def __init__(
+        self,
+        template: Prewarm,
+        needs: Mapping[str, tuple[str, ...]],
+        taking: Iterable[str],
+        *,
+        with_outputs: Iterable[str] = (),
+        keep_going: bool,
+    ) -> None:
+        self._template = template
+        self._keep_going = keep_going
+        self._with_outputs = frozenset(with_outputs)
+        self._awaiting = set(taking)  # will take a container and have not yet
+        self._dependents: dict[str, list[str]] = {name: [] for name in needs}
+        for name, step_needs in needs.items():
+            for need in step_needs:
+                self._dependents[need].append(name)
+        self._unstarted_needs = {name: len(step_needs) for name, step_needs in needs.items()}
+        self._far_needs = dict(self._unstarted_needs)  # needs neither started nor next
+        self._moved: set[str] = set()  # started or finished
+        self._next: set[str] = set()
+        self._stopped = False
+        for name, step_needs in needs.items():
+            if not step_needs:
+                self._become_next(name)
+
+    def started(self, name: str) -> None:
+        if name in self._moved:
+            return
+        self._moved.add(name)
+        for dependent in self._dependents.get(name, ()):
+            self._unstarted_needs[dependent] -= 1
+            if self._unstarted_needs[dependent] == 0:
+                self._become_next(dependent)
+
+    def taken(self, name: str) -> None:
+        """`name` is about to ask the engine for its container."""
+        self._awaiting.discard(name)
+
+    def finished(self, result: StepResult) -> None:
+        self.started(result.name)
+        self.taken(result.name)
+        status = result.status
+        failed = status.failed or status is Status.ERROR
+        if status in _STOPPED or (failed and not self._keep_going):
+            self._stopped = True  # nothing more starts
+
+    def request(self) -> Prewarm:
+        if self._stopped:
+            return replace(
+                self._template, soon=0, limit=0, soon_with_outputs=0, limit_with_outputs=0
+            )
+        # Started steps still awaiting their container take one at once.
+        soon = {n for n in self._awaiting if n in self._moved or self._far_needs[n] == 0}
+        soon_with_outputs = len(soon & self._with_outputs)
+        limit_with_outputs = len(self._awaiting & self._with_outputs)
+        return replace(
+            self._template,
+            soon=len(soon) - soon_with_outputs,
+            limit=len(self._awaiting) - limit_with_outputs,
+            soon_with_outputs=soon_with_outputs,
+            limit_with_outputs=limit_with_outputs,
+        )
+
+    def _become_next(self, name: str) -> None:
+        # A step that starts is next too, if it was not already: it counts once.
+        if name in self._next:
+            return
+        self._next.add(name)
+        for dependent in self._dependents.get(name, ()):
+            self._far_needs[dependent] -= 1
+
+
+def forecast_containers(
+    pipeline: Pipeline,
+    names: list[str],
+    template: Prewarm,
+    *,
+    keep_going: bool,
+    changed_files: frozenset[str] | None,
+    read_cache: bool,
+    image_built: bool,
+) -> ContainerForecast:
+    """The forecast for a run of `names`, whose containers are made as `template` says."""
+    taking = steps_taking_containers(
+        pipeline,
+        names,
+        changed_files=changed_files,
+        read_cache=read_cache,
+        image_built=image_built,
+    )
+    needs = needs_within(pipeline, names)
+    with_outputs = [name for name in names if pipeline.steps[name].outputs]
+    return ContainerForecast(
+        template, needs, taking, with_outputs=with_outputs, keep_going=keep_going
+    )

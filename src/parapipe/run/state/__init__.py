@@ -1,0 +1,1 @@
+"""What a run keeps on disk: its folder, the durations history, the step cache and step outputs."""

@@ -1,0 +1,1 @@
+"""Load a pipeline spec from YAML and validate it into the model (`load.load_pipeline`)."""
