@@ -15,8 +15,8 @@ import pytest
 
 from parapipe.engine.api import StepRun
 from parapipe.engine.docker.argv import normalized_image_id
-from parapipe.engine.docker.podman_setup import fix_hint
 from parapipe.engine.docker.engine import PodmanEngine
+from parapipe.engine.docker.podman_setup import fix_hint
 from parapipe.errors import EngineError
 from parapipe.model import LABEL_RUN
 from tests.conftest import BUSYBOX, Project, docker_answers
