@@ -235,7 +235,7 @@ def test_every_sdk_error_becomes_one_line_naming_the_fix() -> None:
 def test_importing_parapipe_does_not_import_the_dagger_sdk() -> None:
     # `import dagger` costs about 0.9 s; only a run on the Dagger engine may pay it.
     code = (
-        "import sys, parapipe.cli.app, parapipe.run.pipeline_run, parapipe.engine.registry\n"
+        "import sys, parapipe.cli, parapipe.run.pipeline_run, parapipe.engine.registry\n"
         "print('dagger' in sys.modules)"
     )
     result = subprocess.run(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from parapipe.cli.app import main
+from parapipe.cli import main
 from parapipe.git.github_export import DOWNLOAD, UPLOAD, github_workflow
 from parapipe.spec.load import load_pipeline
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from parapipe.cli.app import build_parser, main
+from parapipe.cli import main
+from parapipe.cli.parser import build_parser
 from parapipe.git.hooks import BACKUP_SUFFIX, MARKER, hook_changes, hook_steps, parse_steps
 from parapipe.spec.load import load_pipeline
 

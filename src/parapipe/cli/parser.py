@@ -1,26 +1,31 @@
-"""The command line: parse, load, hand over, and turn every outcome into an exit code."""
+"""The command line's grammar: every command, option and help text. `requests.request_from`
+turns what it parses into the typed request the command runs with."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import Any, NoReturn
 
 from parapipe import __version__
-from parapipe.errors import ExitCode, ParapipeError, SpecError
+from parapipe.cli.requests import (
+    DEFAULT_MAX_SIZE,
+    DEFAULT_OUTPUT,
+    DEFAULT_SCHEDULE,
+    DEFAULT_SPEC,
+    ENGINE_NAMES,
+    GRAPH_FORMATS,
+    OUTPUT_MODES,
+    SCHEDULES,
+    default_engine,
+    default_jobs,
+)
+from parapipe.errors import ExitCode
 
-if TYPE_CHECKING:
-    from parapipe.git.changes import Changes
-    from parapipe.model import Pipeline
-
-DEFAULT_SPEC = Path("pipelines/ci.yaml")
-ENGINES = ("auto", "docker", "podman", "dagger")
-OUTPUTS = ("auto", "tty", "plain", "quiet", "github")
-GRAPH_FORMATS = ("text", "mermaid", "dot")
-SCHEDULES = ("critical-path", "fifo")
+AddSpecOption = Callable[[argparse.ArgumentParser], None]
+# `commands.add_parser` of an argparse sub-parsers action (argparse leaves its type private).
+SubParsers = Any
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -70,14 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-j",
         "--jobs",
         type=_positive_int,
-        default=os.cpu_count() or 1,
+        default=default_jobs(),
         metavar="N",
         help="run at most N steps at once (default: the number of CPUs, %(default)s here)",
     )
     run.add_argument(
         "--engine",
-        choices=ENGINES,
-        default=os.environ.get("PARAPIPE_ENGINE", "auto"),
+        choices=ENGINE_NAMES,
+        default=default_engine(),
         help="container engine; auto takes dagger when a Dagger session is open or a dagger "
         "CLI answers, else the first of docker and podman that answers "
         "(default: $PARAPIPE_ENGINE or auto)",
@@ -91,15 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--schedule",
         choices=SCHEDULES,
-        default="critical-path",
+        default=DEFAULT_SCHEDULE,
         help="which ready step starts first when more are ready than --jobs allows: "
         "critical-path starts the one with the longest chain of work after it, timed from "
         "earlier runs; fifo starts them in the order they got ready (default: critical-path)",
     )
     run.add_argument(
         "--output",
-        choices=OUTPUTS,
-        default="auto",
+        choices=OUTPUT_MODES,
+        default=DEFAULT_OUTPUT,
         help="tty: live view; plain: prefixed lines for logs; quiet: failures and the "
         "summary only; github: plain lines with each step's log folded into a group; auto: "
         "github when GITHUB_ACTIONS=true, else tty on a terminal, else plain (default: auto)",
@@ -187,13 +192,129 @@ def build_parser() -> argparse.ArgumentParser:
         "steps", nargs="*", metavar="STEP", help="only these steps and what they need"
     )
 
-    from parapipe.cli.cache import add_cache_parser
-    from parapipe.cli.commands import add_export_parser, add_hook_parser
-
     add_export_parser(commands, _add_spec_option)
     add_hook_parser(commands, _add_spec_option)
     add_cache_parser(commands, _add_spec_option)
     return parser
+
+
+_STEPS_HELP = (
+    "the steps to run, separated by commas, with what they need "
+    "(default: the steps tagged pre-push, else every step)"
+)
+
+
+def add_export_parser(commands: SubParsers, add_spec: AddSpecOption) -> None:
+    export = commands.add_parser(
+        "export",
+        help="print a CI configuration that runs the pipeline",
+        description="Print a CI configuration that runs the pipeline.",
+    )
+    targets = export.add_subparsers(dest="target", metavar="TARGET", parser_class=type(export))
+    targets.required = True
+    github = targets.add_parser(
+        "github",
+        help="a GitHub Actions workflow",
+        description="Print a GitHub Actions workflow that runs the pipeline: one job running "
+        "every step, or with --split one job per step, their needs mirroring the DAG. Save it "
+        "as .github/workflows/parapipe.yml.",
+    )
+    add_spec(github)
+    github.add_argument(
+        "--split",
+        action="store_true",
+        help="one job per step, each on its own runner running 'parapipe run STEP --no-deps', "
+        "logs handed on as artifacts (default: one job)",
+    )
+    github.add_argument(
+        "--install",
+        metavar="COMMAND",
+        default="",
+        help="the shell command that installs parapipe on the runner "
+        "(default: pip install parapipe==<this version>)",
+    )
+
+
+def add_hook_parser(commands: SubParsers, add_spec: AddSpecOption) -> None:
+    hook = commands.add_parser(
+        "hook",
+        help="install or remove a git pre-push hook that runs the pipeline",
+        description="A git pre-push hook that runs the pipeline's steps before each push and "
+        "stops the push if one fails. Steps with 'when: {changed: [...]}' run only if the "
+        "push changes a file they watch.",
+    )
+    actions = hook.add_subparsers(dest="hook_command", metavar="ACTION", parser_class=type(hook))
+    actions.required = True
+    install = actions.add_parser(
+        "install",
+        help="write .git/hooks/pre-push",
+        description="Write the repository's pre-push hook. A hook parapipe did not write is "
+        "left alone unless --force is given.",
+    )
+    add_spec(install)
+    install.add_argument("--steps", metavar="A,B", help=_STEPS_HELP)
+    install.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a pre-push hook parapipe did not write, keeping it as "
+        "pre-push.parapipe-backup (put back by 'hook uninstall')",
+    )
+    actions.add_parser(
+        "uninstall",
+        help="remove the pre-push hook parapipe wrote",
+        description="Remove the pre-push hook parapipe wrote in the current repository, and "
+        "put back the hook it replaced, if any.",
+    )
+    run = actions.add_parser(
+        "run",
+        help="what the hook runs (reads the refs being pushed on stdin)",
+        description="Run the steps for a push. git hands the hook the remote's name and URL "
+        "as arguments and one line per ref pushed on stdin; a deleted branch needs no check, "
+        "and a new branch is compared with its merge-base with the remote's default branch. "
+        "When the changes cannot be worked out, every step runs.",
+    )
+    add_spec(run)
+    run.add_argument("--steps", metavar="A,B", help=_STEPS_HELP)
+    run.add_argument("remote", nargs="?", default="origin", help="the remote's name (from git)")
+    run.add_argument("url", nargs="?", help="the remote's URL (from git; not used)")
+
+
+def add_cache_parser(commands: SubParsers, add_spec: AddSpecOption) -> None:
+    cache = commands.add_parser(
+        "cache",
+        help="manage the step cache",
+        description="The step cache (.parapipe/cache/) keeps each passed step's log and outputs"
+        " under a key of everything it depended on, so an identical step is not run again.",
+    )
+    actions = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    prune = actions.add_parser(
+        "prune",
+        help="remove the least recently used entries beyond a size",
+        description="Remove the least recently used step-cache entries until the cache holds"
+        " at most --max-size; with --volumes, also remove the pipeline's cache volumes.",
+    )
+    add_spec(prune)
+    prune.add_argument(
+        "--max-size",
+        default=DEFAULT_MAX_SIZE,
+        metavar="SIZE",
+        help="the most the cache may hold, e.g. 500M, 2G, or 0 to empty it"
+        f" (default: {DEFAULT_MAX_SIZE})",
+    )
+    prune.add_argument(
+        "--volumes",
+        action="store_true",
+        help="also remove the pipeline's cache volumes (steps' `caches`), which the next run"
+        " creates again empty; a volume that a container still mounts stays, and the command"
+        " fails (exit 3)",
+    )
+    prune.add_argument(
+        "--engine",
+        choices=ENGINE_NAMES,
+        default="auto",
+        help="the engine whose volumes --volumes removes; auto as for 'parapipe run'"
+        " (default: auto)",
+    )
 
 
 def _add_spec_option(parser: argparse.ArgumentParser) -> None:
@@ -216,83 +337,3 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return _dispatch(args)
-    except ParapipeError as exc:
-        print(f"parapipe: {exc}" if _needs_prefix(exc) else str(exc), file=sys.stderr)
-        return int(exc.exit_code)
-    except KeyboardInterrupt:
-        print("parapipe: interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
-
-
-def _needs_prefix(exc: ParapipeError) -> bool:
-    return not (isinstance(exc, SpecError) and exc.location is not None)
-
-
-def _dispatch(args: argparse.Namespace) -> int:
-    from parapipe.spec.load import load_pipeline
-
-    if args.command in ("export", "hook"):
-        from parapipe.cli.commands import dispatch
-
-        return dispatch(args)
-    if args.command == "cache":
-        from parapipe.cli.cache import run_cache_command
-
-        return run_cache_command(args)
-    pipeline = load_pipeline(args.spec)
-    if args.command == "validate":
-        count = len(pipeline.steps)
-        print(f"{args.spec}: valid, {count} step{'s' if count != 1 else ''}")
-        return ExitCode.OK
-    if args.command == "graph":
-        from parapipe.graph import render, select_steps
-
-        sys.stdout.write(render(pipeline, select_steps(pipeline, args.steps), args.format))
-        return ExitCode.OK
-    return _run(pipeline, args)
-
-
-def _run(pipeline: Pipeline, args: argparse.Namespace, changes: Changes | None = None) -> int:
-    """`parapipe run`; `changes` are the pushed changes when a pre-push hook runs it."""
-    import anyio
-
-    from parapipe.cli.commands import check_run_options, run_changes
-    from parapipe.graph import select_steps
-    from parapipe.reporters.factory import make_reporter
-    from parapipe.run.pipeline_run import RunOptions, run_pipeline
-    from parapipe.run.secrets import parse_secret_flags
-
-    options = RunOptions(
-        steps=tuple(args.steps),
-        jobs=args.jobs,
-        keep_going=args.keep_going,
-        engine=args.engine,
-        schedule=args.schedule,
-        no_deps=args.no_deps,
-        changed_files=run_changes(pipeline, args, changes),
-        no_cache=args.no_cache,
-        export_dir=args.export,
-        prewarm=not args.no_prewarm,
-        secrets=parse_secret_flags(args.secret, args.secret_file),
-    )
-    # An unknown step or an unwritable report is a usage error before any engine is contacted.
-    select_steps(pipeline, options.steps, with_needs=not options.no_deps)
-    reports = check_run_options(args)
-    reporter = make_reporter(args.output, pipeline=pipeline, reports=reports)
-    try:
-        result = anyio.run(run_pipeline, pipeline, options, reporter)
-    finally:
-        reporter.close()
-    if result.cleanup_error:
-        print(f"parapipe: {result.cleanup_error}", file=sys.stderr)
-    return result.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,93 @@
+"""`parapipe run`: check the request, work out the changed files, then start the run."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from parapipe.cli.requests import RunRequest
+from parapipe.errors import UsageError
+
+if TYPE_CHECKING:
+    from parapipe.git.changes import Changes
+    from parapipe.model import Pipeline
+    from parapipe.reporters.factory import ReportPaths
+    from parapipe.run.pipeline_run import RunOptions
+
+
+def run_command(request: RunRequest) -> int:
+    from parapipe.spec.load import load_pipeline
+
+    return run_loaded(load_pipeline(request.spec), request)
+
+
+def run_loaded(pipeline: Pipeline, request: RunRequest, changes: Changes | None = None) -> int:
+    """`parapipe run` on a loaded pipeline; `changes` are the pushed changes when a pre-push
+    hook runs it."""
+    from parapipe.graph import select_steps
+    from parapipe.run.pipeline_run import RunOptions
+    from parapipe.run.secrets import parse_secret_flags
+
+    options = RunOptions(
+        steps=request.steps,
+        jobs=request.jobs,
+        keep_going=request.keep_going,
+        engine=request.engine,
+        schedule=request.schedule,
+        no_deps=request.no_deps,
+        changed_files=run_changes(pipeline, request.changed_since, changes),
+        no_cache=request.no_cache,
+        export_dir=request.export_dir,
+        prewarm=request.prewarm,
+        secrets=parse_secret_flags(request.secret_flags, request.secret_file_flags),
+    )
+    # An unknown step or an unwritable report is a usage error before any engine is contacted.
+    select_steps(pipeline, options.steps, with_needs=not options.no_deps)
+    reports = check_run_request(request)
+    return start_run(pipeline, options, request.output, reports)
+
+
+def start_run(pipeline: Pipeline, options: RunOptions, output: str, reports: ReportPaths) -> int:
+    """Run the pipeline, shown as `output` asks, and return the exit code."""
+    import anyio
+
+    from parapipe.reporters.factory import make_reporter
+    from parapipe.run.pipeline_run import run_pipeline
+
+    reporter = make_reporter(output, pipeline=pipeline, reports=reports)
+    try:
+        result = anyio.run(run_pipeline, pipeline, options, reporter)
+    finally:
+        reporter.close()
+    if result.cleanup_error:
+        print(f"parapipe: {result.cleanup_error}", file=sys.stderr)
+    return result.exit_code
+
+
+def run_changes(
+    pipeline: Pipeline, changed_since: str | None, changes: Changes | None
+) -> frozenset[str] | None:
+    """The changed files `when.changed` is checked against: `changes` (a push's), else those
+    since the ref `changed_since`; None: unknown, every step runs."""
+    from parapipe.git.changes import changed_since as changes_since_ref
+
+    if changes is None and changed_since:
+        changes = changes_since_ref(pipeline.image.source, changed_since)
+    if changes is None:
+        return None
+    print(f"parapipe: when.changed: {changes.note}", file=sys.stderr)
+    return changes.files
+
+
+def check_run_request(request: RunRequest) -> ReportPaths:
+    """Usage errors found before any engine is contacted; the report files asked for."""
+    from parapipe.reporters.factory import ReportPaths
+    from parapipe.reporters.report_file import check_report_path
+
+    if request.no_deps and not request.steps:
+        raise UsageError("--no-deps needs the steps to run, such as 'parapipe run test --no-deps'")
+    paths = {"junit": request.junit, "report": request.report, "timeline": request.timeline}
+    for flag, path in paths.items():
+        if path is not None:
+            check_report_path(path, f"--{flag}")
+    return ReportPaths(**paths)
