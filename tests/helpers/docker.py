@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+from parapipe.model import LABEL_PIPELINE
+
 BUSYBOX = "busybox:latest"  # seeded by scripts/seed-images: no test pulls it
 
 
@@ -35,15 +37,21 @@ def containers_labelled(run_id: str) -> list[str]:
 
 
 def remove_pipeline_images(pipeline: str) -> None:
-    """Images are the product of a run and are meant to be reused; the tests' own are not."""
+    """Images are the product of a run and are meant to be reused; the tests' own are not.
+
+    A build whose setup fails leaves the image of its last good step behind, untagged but
+    labelled with the pipeline: removing it removes the untagged layers under it too."""
     if shutil.which("docker") is None:
         return
-    listed = subprocess.run(
-        ["docker", "image", "ls", "-q", f"parapipe/{pipeline}"],
-        capture_output=True,
-        text=True,
-        check=False,
+    tagged = _image_ids("ls", "-q", f"parapipe/{pipeline}")
+    dangling = _image_ids(
+        "ls", "-aq", "--filter", "dangling=true", "--filter", f"label={LABEL_PIPELINE}={pipeline}"
     )
-    ids = sorted(set(listed.stdout.split()))
+    ids = sorted(set(tagged + dangling))
     if ids:
         subprocess.run(["docker", "image", "rm", "-f", *ids], capture_output=True, check=False)
+
+
+def _image_ids(*ls: str) -> list[str]:
+    listed = subprocess.run(["docker", "image", *ls], capture_output=True, text=True, check=False)
+    return listed.stdout.split()
