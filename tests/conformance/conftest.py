@@ -17,7 +17,7 @@ import pytest
 
 from parapipe.engine.dagger import probe as dagger_probe
 from parapipe.errors import EngineUnavailable
-from tests.conformance.pipelines import BUSYBOX
+from tests.helpers.docker import BUSYBOX
 from tests.helpers.podman import why_podman_cannot_run
 
 ENGINES = ("docker", "podman", "dagger")

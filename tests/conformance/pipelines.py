@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from parapipe.model import Status
-
-BUSYBOX = "busybox:latest"
+from tests.helpers.docker import BUSYBOX
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,11 +26,6 @@ POOLING_ENGINES = ("docker", "podman")
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Recorder(Reporter):
     """Keeps the order steps started and finished in, as the runner reports it."""
 

@@ -9,8 +9,7 @@ import shutil
 import pytest
 
 from parapipe.engine.docker import podman_setup
-
-BUSYBOX = "busybox:latest"
+from tests.helpers.docker import BUSYBOX
 
 
 def _quietly(*argv: str) -> tuple[int, str]:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BUSYBOX, Project, remove_pipeline_images
+from tests.helpers.docker import BUSYBOX, remove_pipeline_images
+from tests.helpers.project import Project
 
 pytestmark = pytest.mark.docker
 

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import BUSYBOX, Project
+from tests.helpers.docker import BUSYBOX
+from tests.helpers.git import commit, init_repo
+from tests.helpers.project import Project
 
 pytestmark = pytest.mark.docker
-
-
-def git(folder: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(folder), *args], capture_output=True, check=True)
 
 
 @pytest.fixture
@@ -27,9 +22,8 @@ def repo(project: Project) -> Project:
     """)
     (project.root / "src").mkdir()
     (project.root / "src" / "a.txt").write_text("1")
-    git(project.root, "init", "-q", "-b", "main")
-    git(project.root, "add", "-A")
-    git(project.root, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "1")
+    init_repo(project.root)
+    commit(project.root, "1")
     return project
 
 

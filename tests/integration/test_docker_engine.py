@@ -28,8 +28,8 @@ from parapipe.model import (
     Pipeline,
 )
 from parapipe.run.image_plan import host_ca_bundle, plan_image
-
-BUSYBOX = "busybox:latest"
+from tests.helpers.docker import BUSYBOX
+from tests.helpers.steps import make_step_run
 
 
 def _docker_ready() -> str | None:
@@ -134,14 +134,9 @@ def make_pipeline(
 
 
 def step(run_id: str, image_id: str, *commands: str, **env: str) -> StepRun:
-    return StepRun(
-        run_id=run_id,
-        step=f"step-{uuid.uuid4().hex[:6]}",
-        image_id=image_id,
-        commands=commands,
-        env=env,
-        workdir="/",
-        labels={},
+    name = f"step-{uuid.uuid4().hex[:6]}"
+    return make_step_run(
+        run_id=run_id, step=name, image_id=image_id, commands=commands, env=env, workdir="/"
     )
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BUSYBOX, Project
+from tests.helpers.docker import BUSYBOX
+from tests.helpers.project import Project
 
 pytestmark = pytest.mark.docker
 

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from tests.conftest import BUSYBOX, Project
+from tests.helpers.docker import BUSYBOX
+from tests.helpers.project import Project
 
 pytestmark = pytest.mark.docker
 

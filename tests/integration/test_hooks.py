@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import BUSYBOX, Project
+from tests.helpers.docker import BUSYBOX
+from tests.helpers.git import commit, init_repo
+from tests.helpers.git import git_said as git  # the pushes' output: the hook's
+from tests.helpers.project import Project
 
 pytestmark = pytest.mark.docker
-
-
-def git(folder: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """git, with stdout and stderr merged: a hook's output goes to either."""
-    done = subprocess.run(
-        ["git", "-C", str(folder), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        check=False,
-        env={**os.environ, "NO_COLOR": "1"},
-        timeout=180,
-    )
-    if check:
-        assert done.returncode == 0, done.stdout
-    return done
-
-
-def commit(folder: Path, message: str, **files: str) -> None:
-    for name, text in files.items():
-        path = folder / name.replace("__", "/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    git(folder, "add", "-A")
-    git(folder, "commit", "-q", "-m", message)
 
 
 @pytest.fixture
@@ -45,9 +21,7 @@ def repo(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Project:
     """The project as a git repository with a bare remote `origin` and the hook installed."""
     remote = tmp_path_factory.mktemp("remote") / "origin.git"
     git(remote.parent, "init", "-q", "--bare", str(remote))
-    git(project.root, "init", "-q", "-b", "main")
-    git(project.root, "config", "user.email", "test@example.com")
-    git(project.root, "config", "user.name", "test")
+    init_repo(project.root)
     git(project.root, "remote", "add", "origin", str(remote))
     project.write_spec(f"""
         image: {{from: {BUSYBOX}}}

@@ -6,7 +6,8 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import Project, image_present
+from tests.helpers.docker import image_present
+from tests.helpers.project import Project
 
 pytestmark = pytest.mark.docker
 

@@ -19,8 +19,9 @@ from parapipe.engine.docker.engine import PodmanEngine
 from parapipe.engine.docker.podman_setup import fix_hint
 from parapipe.errors import EngineError
 from parapipe.model import LABEL_RUN
-from tests.conftest import BUSYBOX, Project, docker_answers
+from tests.helpers.docker import BUSYBOX, docker_answers
 from tests.helpers.podman import why_podman_cannot_run
+from tests.helpers.project import Project
 
 
 @pytest.fixture

@@ -13,17 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BUSYBOX, Project
-from tests.integration.test_run import containers_labelled
+from tests.helpers.docker import BUSYBOX, containers_labelled
+from tests.helpers.project import Project, pool_log, start_run
 
 pytestmark = pytest.mark.docker
 
 POOL_LABEL = "io.parapipe.pool=1"
-
-
-def pool_log(run: Path) -> str:
-    path = run / "pool.txt"
-    return path.read_text() if path.exists() else ""
 
 
 def pooled_steps(run: Path) -> dict[str, str]:
@@ -183,14 +178,6 @@ def test_ctrl_c_leaves_no_pooled_container(project: Project) -> None:
     assert process.returncode == 130, output
     assert containers_labelled(project.last_run().name) == []
     assert pool_containers(project.name, running_only=False) == []
-
-
-def start_run(project: Project, *options: str) -> subprocess.Popen[bytes]:
-    """`parapipe run --no-cache` on the project's ci.yaml, in the background, output dropped."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "parapipe", "run", "-f", "ci.yaml", "--output", "plain", "--no-cache", *options],
-        cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
 
 
 def most_idle(journal: str) -> int:

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BUSYBOX, Project
-from tests.integration.test_pool import pool_log, start_run
-from tests.integration.test_run import containers_labelled
+from tests.helpers.docker import BUSYBOX, containers_labelled
+from tests.helpers.project import Project, pool_log, start_run
 
 pytestmark = pytest.mark.docker
 

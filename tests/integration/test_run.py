@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BUSYBOX, Project
+from tests.helpers.docker import BUSYBOX, containers_labelled
+from tests.helpers.project import Project
 
 pytestmark = pytest.mark.docker
 
@@ -25,16 +26,6 @@ STAMP = "read up _ < /proc/uptime; echo {label} $up"
 def stamps(log: Path) -> dict[str, float]:
     found = re.findall(r"^(start|end) ([0-9.]+)$", log.read_text(), re.MULTILINE)
     return {label: float(value) for label, value in found}
-
-
-def containers_labelled(run_id: str) -> list[str]:
-    listed = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=io.parapipe.run={run_id}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return listed.stdout.split()
 
 
 def test_diamond_runs_its_middle_steps_at_the_same_time(project: Project) -> None:

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from tests.conftest import BUSYBOX, Project
-from tests.integration.test_run import containers_labelled
+from tests.helpers.docker import BUSYBOX, containers_labelled
+from tests.helpers.project import Project
 
 pytestmark = pytest.mark.docker
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from parapipe.git.changes import (
     refs_changes,
     unchanged_reason,
 )
+from tests.helpers.git import commit, git, init_repo
 
 ZERO = "0" * 40
 
@@ -88,30 +88,9 @@ def test_a_step_is_unchanged_only_when_the_changes_are_known_and_none_matches() 
 # -- real repositories -----------------------------------------------------------------------------
 
 
-def git(folder: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(folder), *args], capture_output=True, text=True, check=True
-    )
-    return done.stdout.strip()
-
-
-def commit(folder: Path, message: str, **files: str) -> str:
-    for name, text in files.items():
-        path = folder / name.replace("__", "/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    git(folder, "add", "-A")
-    git(folder, "commit", "-q", "-m", message)
-    return git(folder, "rev-parse", "HEAD")
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    folder = tmp_path / "repo"
-    folder.mkdir()
-    git(folder, "init", "-q", "-b", "main")
-    git(folder, "config", "user.email", "test@example.com")
-    git(folder, "config", "user.name", "test")
+    folder = init_repo(tmp_path / "repo")
     commit(folder, "first", **{"a.txt": "a", "app__src__m.py": "m", "docs__x.md": "x"})
     return folder
 

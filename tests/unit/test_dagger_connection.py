@@ -24,7 +24,7 @@ from parapipe.engine.dagger import probe as dagger_probe
 from parapipe.engine.dagger.probe import DaggerTarget, classify, failure_message, find_target
 from parapipe.engine.registry import choose_engine
 from parapipe.errors import UsageError
-from tests.conftest import BUSYBOX
+from tests.helpers.docker import BUSYBOX
 
 # The bound for every failure path, start to exit.
 FAILS_WITHIN = 15.0

@@ -37,13 +37,9 @@ from parapipe.engine.dagger.probe import DaggerTarget
 from parapipe.engine.docker.argv import setup_command
 from parapipe.errors import EngineError, ImageBuildFailed, SpecError
 from parapipe.model import CA_BUNDLE_PATH, DockerfileBuild, ImagePlan, ImageSpec, Location
+from tests.helpers.steps import make_step_run
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 Call = tuple[str, dict[str, Any]]
@@ -75,15 +71,8 @@ def make_plan(tmp_path: Path, *, setup: tuple[str, ...] = (), ca: bool = True) -
 
 
 def make_run(step: str, image_id: str, *commands: str, **env: str) -> StepRun:
-    return StepRun(
-        run_id="run-1",
-        step=step,
-        image_id=image_id,
-        commands=commands,
-        env={"PARAPIPE_RUN_ID": "run-1", "PARAPIPE_STEP": step, **env},
-        workdir="/src",
-        labels={},
-    )
+    env = {"PARAPIPE_RUN_ID": "run-1", "PARAPIPE_STEP": step, **env}
+    return make_step_run(step=step, image_id=image_id, commands=commands, env=env)
 
 
 # -- the chains, without any connection ---------------------------------------------------

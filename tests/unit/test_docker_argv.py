@@ -12,6 +12,7 @@ import pytest
 from parapipe.engine.api import StepRun, step_command
 from parapipe.engine.docker import argv as argvs
 from parapipe.model import CA_BUNDLE_PATH, DockerfileBuild, ImagePlan
+from tests.helpers.steps import make_step_run
 
 IMAGE_ID = "sha256:" + "a" * 64
 
@@ -26,8 +27,7 @@ def step_run(**overrides: object) -> StepRun:
         "workdir": "/src",
         "labels": {"io.parapipe.pipeline": "ci"},
     }
-    fields.update(overrides)
-    return StepRun(**fields)  # type: ignore[arg-type]
+    return make_step_run(**{**fields, **overrides})
 
 
 def test_run_argv() -> None:

@@ -14,11 +14,6 @@ from parapipe.engine.docker.network import NetworkHolder, NetworkLender
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def lender_with(*holders: str) -> NetworkLender:
     lender = NetworkLender("docker", lambda _: None)
     for name in holders:

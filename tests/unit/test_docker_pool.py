@@ -12,6 +12,7 @@ from parapipe.engine.api import CacheVolume, StepRun, step_command
 from parapipe.engine.docker import argv as argvs
 from parapipe.engine.docker import pool as docker_pool
 from parapipe.model import LABEL_STEP, Prewarm
+from tests.helpers.steps import make_step_run
 
 IMAGE_ID = "sha256:" + "a" * 64
 NONCE = "0123456789abcdef"
@@ -37,12 +38,9 @@ def step_run(**overrides: object) -> StepRun:
         "step": "test",
         "image_id": IMAGE_ID,
         "commands": ("echo one",),
-        "env": {},
-        "workdir": "/src",
         "labels": {"io.parapipe.pipeline": "ci"},
     }
-    fields.update(overrides)
-    return StepRun(**fields)  # type: ignore[arg-type]
+    return make_step_run(**{**fields, **overrides})
 
 
 @pytest.mark.parametrize("keep", [False, True], ids=["rm", "kept"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -15,6 +14,7 @@ from parapipe.engine.api import StepRun
 from parapipe.engine.docker.engine import DockerEngine
 from parapipe.errors import EngineError
 from parapipe.model import Prewarm
+from tests.helpers.steps import make_step_run
 
 pytestmark = pytest.mark.anyio
 
@@ -65,11 +65,6 @@ LABELS = {"io.parapipe.pipeline": "fake"}
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     log = tmp_path / "docker-calls"
     log.touch()
@@ -94,16 +89,15 @@ def request(**counts: int) -> Prewarm:
 
 
 def step(name: str, *commands: str, **fields: object) -> StepRun:
-    run = StepRun(
-        run_id=RUN_ID,
-        step=name,
-        image_id=IMAGE,
-        commands=commands,
-        env={"GREETING": "it's $HOME"},
-        workdir="/tmp",
-        labels=LABELS,
-    )
-    return replace(run, **fields)  # type: ignore[arg-type]
+    env = {"GREETING": "it's $HOME"}
+    defaults = {
+        "run_id": RUN_ID,
+        "image_id": IMAGE,
+        "env": env,
+        "workdir": "/tmp",
+        "labels": LABELS,
+    }
+    return make_step_run(step=name, commands=commands, **{**defaults, **fields})
 
 
 def runs(calls: Path) -> list[list[str]]:

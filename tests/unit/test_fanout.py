@@ -10,7 +10,7 @@ from parapipe.model import RunResult
 from parapipe.reporters.base import Reporter
 from parapipe.reporters.fanout import FanoutReporter
 from parapipe.reporters.report_file import ReportError
-from tests.unit.report_samples import drive, sample_run
+from tests.helpers.report_samples import drive, sample_run
 
 
 class Recorder(Reporter):

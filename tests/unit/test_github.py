@@ -24,7 +24,7 @@ from parapipe.reporters.github_summary import GitHubSummary, summary_markdown
 from parapipe.reporters.json_report import JsonReporter
 from parapipe.reporters.live import LiveReporter
 from parapipe.reporters.plain import PlainReporter
-from tests.unit.report_samples import drive, sample_run
+from tests.helpers.report_samples import drive, sample_run
 
 ON_GITHUB = {"GITHUB_ACTIONS": "true"}
 

@@ -15,6 +15,7 @@ from parapipe.cli import main
 from parapipe.cli.parser import build_parser
 from parapipe.git.hooks import BACKUP_SUFFIX, MARKER, hook_changes, hook_steps, parse_steps
 from parapipe.spec.load import load_pipeline
+from tests.helpers.git import git, init_repo
 
 REPO_ROOT = Path(__file__).parent.parent.parent
 SPEC = """\
@@ -26,18 +27,10 @@ steps:
 """
 
 
-def git(folder: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(folder), *args], capture_output=True, text=True, check=True
-    )
-    return done.stdout.strip()
-
-
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "repo"
-    (folder / "pipelines").mkdir(parents=True)
-    git(folder, "init", "-q", "-b", "main")
+    folder = init_repo(tmp_path / "repo")
+    (folder / "pipelines").mkdir()
     (folder / "pipelines" / "ci.yaml").write_text(SPEC)
     monkeypatch.chdir(folder)
     return folder

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,26 +18,12 @@ from parapipe.model import (
     Pipeline,
 )
 from parapipe.run.image_plan import host_ca_bundle, plan_image, repository_name, select_source_files
+from tests.helpers.git import git
 
 BASE_ID = "sha256:" + "b" * 64
 TAG = re.compile(r"parapipe/[a-z0-9]+(?:[._-][a-z0-9]+)*:[0-9a-f]{20}")
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-C", str(repo), *args],
-        check=True,
-        capture_output=True,
-        env={
-            **os.environ,
-            "GIT_AUTHOR_NAME": "t",
-            "GIT_AUTHOR_EMAIL": "t@example.com",
-            "GIT_COMMITTER_NAME": "t",
-            "GIT_COMMITTER_EMAIL": "t@example.com",
-        },
-    )
 
 
 def write(root: Path, files: dict[str, str]) -> None:

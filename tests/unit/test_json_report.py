@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from parapipe.reporters.json_report import JsonReporter, report_record
-from tests.unit.report_samples import T0, drive, sample_run
+from tests.helpers.report_samples import T0, drive, sample_run
 
 SCHEMA_PATH = Path(__file__).parent.parent.parent / "docs" / "report-schema.json"
 

@@ -12,7 +12,7 @@ import xmlschema
 from parapipe.model import ImageResult, Status
 from parapipe.reporters.junit import JUnitReporter, junit_xml
 from parapipe.reporters.report_file import ReportError
-from tests.unit.report_samples import drive, sample_run
+from tests.helpers.report_samples import drive, sample_run
 
 # junit-10.xsd: the schema of Jenkins' xunit plugin (MIT), as pytest's own tests use it.
 SCHEMA = Path(__file__).parent.parent / "data" / "junit-10.xsd"

@@ -29,11 +29,6 @@ steps:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def spec(tmp_path: Path) -> Path:
     path = tmp_path / "ci.yaml"
     path.write_text(SPEC)

@@ -26,11 +26,6 @@ steps:
 """
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Events(Reporter):
     def __init__(self) -> None:
         self.started: list[str] = []

@@ -148,11 +148,6 @@ async def test_every_step_is_reported_once_as_it_finishes() -> None:
     assert sorted(started) == ["a", "b", "c"]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def test_remaining_path_lengths_weight_steps_by_their_durations() -> None:
     from parapipe.graph import remaining_path_lengths
 

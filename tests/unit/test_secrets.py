@@ -28,6 +28,7 @@ from parapipe.run.secrets import (
     resolve_secrets,
 )
 from parapipe.spec.load import load_pipeline
+from tests.helpers.steps import make_step_run
 
 TOKEN = "tok-5f3a9c-secret"
 PEM = "-----BEGIN TEST KEY-----\r\nMIIEvQIBADANBgkqhkiG9w0BAQEF\r\n-----END TEST KEY-----"
@@ -186,16 +187,7 @@ def test_secrets_hand_a_step_its_values_and_fingerprints_and_never_show_them_in_
 
 
 def make_run(secrets: dict[str, str], **env: str) -> StepRun:
-    return StepRun(
-        run_id="run-1",
-        step="publish",
-        image_id="sha256:abc",
-        commands=("./publish",),
-        env=env,
-        workdir="/src",
-        labels={},
-        secrets=secrets,
-    )
+    return make_step_run(step="publish", commands=("./publish",), env=env, secrets=secrets)
 
 
 def test_a_secret_reaches_docker_run_by_name_with_its_value_in_the_clis_environment() -> None:
@@ -278,11 +270,6 @@ class Collect(Reporter):
     def image_finished(self, result: ImageResult) -> None:
         if result.reason:
             self.lines.append(result.reason)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 async def run(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from parapipe.model import Status
 from parapipe.reporters.timeline import TimelineReporter, bars, critical_path, timeline_html
-from tests.unit.report_samples import drive, sample_run
+from tests.helpers.report_samples import drive, sample_run
 
 
 class Elements(HTMLParser):

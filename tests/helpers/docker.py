@@ -1,0 +1,57 @@
+"""The Docker daemon the integration tests use: whether it answers, and what a test leaves in it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from parapipe.model import LABEL_PIPELINE
+
+BUSYBOX = "busybox:latest"  # seeded by scripts/seed-images: no test pulls it
+
+
+def docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        probe = subprocess.run(["docker", "info"], capture_output=True, timeout=10, check=False)
+    except subprocess.TimeoutExpired:
+        return False
+    return probe.returncode == 0
+
+
+def image_present(ref: str) -> bool:
+    probe = subprocess.run(["docker", "image", "inspect", ref], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def containers_labelled(run_id: str) -> list[str]:
+    """The containers of run `run_id`, running or not: a finished run must leave none."""
+    listed = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=io.parapipe.run={run_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return listed.stdout.split()
+
+
+def remove_pipeline_images(pipeline: str) -> None:
+    """Images are the product of a run and are meant to be reused; the tests' own are not.
+
+    A build whose setup fails leaves the image of its last good step behind, untagged but
+    labelled with the pipeline: removing it removes the untagged layers under it too."""
+    if shutil.which("docker") is None:
+        return
+    tagged = _image_ids("ls", "-q", f"parapipe/{pipeline}")
+    dangling = _image_ids(
+        "ls", "-aq", "--filter", "dangling=true", "--filter", f"label={LABEL_PIPELINE}={pipeline}"
+    )
+    ids = sorted(set(tagged + dangling))
+    if ids:
+        subprocess.run(["docker", "image", "rm", "-f", *ids], capture_output=True, check=False)
+
+
+def _image_ids(*ls: str) -> list[str]:
+    listed = subprocess.run(["docker", "image", *ls], capture_output=True, text=True, check=False)
+    return listed.stdout.split()
