@@ -14,7 +14,7 @@ from parapipe.errors import ExitCode, ParapipeError, SpecError
 
 if TYPE_CHECKING:
     from parapipe.git.changes import Changes
-    from parapipe.model import Pipeline
+    from parapipe.model import Pipeline, RunResult
 
 DEFAULT_SPEC = Path("pipelines/ci.yaml")
 ENGINES = ("auto", "docker", "podman", "dagger")
@@ -263,16 +263,17 @@ def _run(pipeline: Pipeline, args: argparse.Namespace, changes: Changes | None =
     import anyio
 
     from parapipe.cli.commands import check_run_options, run_changes
+    from parapipe.engine.registry import choose_engine
     from parapipe.graph import select_steps
-    from parapipe.reporters.factory import make_reporter
-    from parapipe.run.pipeline_run import RunOptions, run_pipeline
+    from parapipe.reporters.base import close_all
+    from parapipe.reporters.factory import make_reporters
+    from parapipe.run.pipeline_run import RunOptions, run_pipeline, select_run
     from parapipe.run.secrets import parse_secret_flags
 
     options = RunOptions(
         steps=tuple(args.steps),
         jobs=args.jobs,
         keep_going=args.keep_going,
-        engine=args.engine,
         schedule=args.schedule,
         no_deps=args.no_deps,
         changed_files=run_changes(pipeline, args, changes),
@@ -284,11 +285,19 @@ def _run(pipeline: Pipeline, args: argparse.Namespace, changes: Changes | None =
     # An unknown step or an unwritable report is a usage error before any engine is contacted.
     select_steps(pipeline, options.steps, with_needs=not options.no_deps)
     reports = check_run_options(args)
-    reporter = make_reporter(args.output, pipeline=pipeline, reports=reports)
+    selection = select_run(pipeline, options)
+    reporters = make_reporters(args.output, pipeline=pipeline, reports=reports)
+
+    async def run_on_chosen_engine() -> RunResult:
+        engine, reason = await choose_engine(args.engine)
+        return await run_pipeline(
+            pipeline, options, reporters, engine=engine, engine_reason=reason, selection=selection
+        )
+
     try:
-        result = anyio.run(run_pipeline, pipeline, options, reporter)
+        result = anyio.run(run_on_chosen_engine)
     finally:
-        reporter.close()
+        close_all(reporters)
     if result.cleanup_error:
         print(f"parapipe: {result.cleanup_error}", file=sys.stderr)
     return result.exit_code
