@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from parapipe.engine.registry import choose_engine
 from parapipe.model import LABEL_RUN, RunResult, StepResult
 from parapipe.reporters.base import Reporter
 from parapipe.run.pipeline_run import RunOptions, run_pipeline
@@ -99,8 +100,11 @@ async def test_every_engine_gives_the_same_result(
         pytest.skip(f"{engine} starts no containers ahead of its steps: no pool to compare")
     spec = write_project(tmp_path, pipeline_name, case)
     recorder = Recorder()
-    options = RunOptions(engine=engine, jobs=4, keep_going=case.keep_going, prewarm=prewarm)
-    result: RunResult = await run_pipeline(load_pipeline(spec), options, recorder)
+    options = RunOptions(jobs=4, keep_going=case.keep_going, prewarm=prewarm)
+    chosen, reason = await choose_engine(engine)
+    result: RunResult = await run_pipeline(
+        load_pipeline(spec), options, [recorder], engine=chosen, engine_reason=reason
+    )
 
     assert result.engine == engine
     assert result.exit_code == case.exit_code, result

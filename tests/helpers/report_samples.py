@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from parapipe.model import AttemptResult, ImageResult, RunInfo, RunResult, Status, StepResult
-from parapipe.reporters.base import Reporter
+from parapipe.reporters.base import Reporter, close_all
+from parapipe.run.events import (
+    EventStream,
+    ImageFinished,
+    ImageOutput,
+    ImageStarted,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepOutput,
+    StepStarted,
+)
 
 T0 = 1_790_000_000.0  # the run's start, on time.time()'s clock
 
@@ -119,20 +131,22 @@ def sample_run(tmp_path: Path) -> tuple[RunInfo, RunResult]:
     return info, result
 
 
-def drive(reporter: Reporter, info: RunInfo, result: RunResult) -> None:
-    """The events a run sends, in order, as the runner sends them."""
-    reporter.run_started(info)
+def drive(reporters: Reporter | Sequence[Reporter], info: RunInfo, result: RunResult) -> None:
+    """The events a run publishes, in order, as the runner publishes them; then the close."""
+    reporters = [reporters] if isinstance(reporters, Reporter) else list(reporters)
+    publish = EventStream(reporters).publish
+    publish(RunStarted(info=info))
     if result.image is not None:
-        reporter.image_started(result.image.tag)
-        reporter.image_output("Step 1/1 : FROM busybox")
-        reporter.image_finished(result.image)
+        publish(ImageStarted(tag=result.image.tag))
+        publish(ImageOutput(line="Step 1/1 : FROM busybox"))
+        publish(ImageFinished(result=result.image))
     for name in info.steps:
         step = result.steps[name]
         if step.started_at is not None:
-            reporter.step_started(name)
+            publish(StepStarted(name=name))
             if step.log_path is not None:
                 for line in step.log_path.read_text().splitlines():
-                    reporter.step_output(name, line)
-        reporter.step_finished(step)
-    reporter.run_finished(result)
-    reporter.close()
+                    publish(StepOutput(name=name, line=line))
+        publish(StepFinished(result=step))
+    publish(RunFinished(result=result))
+    close_all(reporters)

@@ -101,7 +101,7 @@ async def test_the_runner_hands_each_step_the_volumes_of_its_caches(tmp_path: Pa
         "  lint: {run: ruff}\n"
     )
     engine = FakeEngine()
-    await run_pipeline(load_pipeline(spec), RunOptions(), Reporter(), engine=engine)
+    await run_pipeline(load_pipeline(spec), RunOptions(), [Reporter()], engine=engine)
     caches = {run.step: run.caches for run in engine.runs}
     pip = CacheVolume(
         name="parapipe-cache-shop-pip", pipeline="shop", cache="pip", path="/root/.cache/pip"

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from parapipe.model import Status
-from parapipe.reporters.factory import ReportPaths, make_reporter
-from parapipe.reporters.fanout import FanoutReporter
+from parapipe.reporters.factory import ReportPaths, make_reporters
 from parapipe.reporters.github import (
     GitHubAnnotations,
     GitHubLogReporter,
@@ -121,11 +120,10 @@ def test_the_summary_is_appended_to_the_step_summary_file(tmp_path: Path) -> Non
 def test_auto_is_github_on_actions_with_annotations_summary_and_reports(tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
     env = {**ON_GITHUB, "GITHUB_STEP_SUMMARY": str(summary)}
-    reporter = make_reporter(
+    reporters = make_reporters(
         "auto", io.StringIO(), environ=env, reports=ReportPaths(report=tmp_path / "r.json")
     )
-    assert isinstance(reporter, FanoutReporter)
-    kinds = [type(r) for r in reporter.reporters]
+    kinds = [type(r) for r in reporters]
     assert kinds == [GitHubLogReporter, GitHubAnnotations, GitHubSummary, JsonReporter]
 
 
@@ -139,18 +137,18 @@ def test_auto_is_github_on_actions_with_annotations_summary_and_reports(tmp_path
     ],
 )
 def test_the_view_follows_the_mode(mode: str, environ: dict[str, str], expected: type) -> None:
-    reporter = make_reporter(mode, io.StringIO(), environ=environ)
-    view = reporter.reporters[0] if isinstance(reporter, FanoutReporter) else reporter
-    assert type(view) is expected
+    reporters = make_reporters(mode, io.StringIO(), environ=environ)
+    assert type(reporters[0]) is expected
     if environ:
-        assert isinstance(reporter, FanoutReporter)
-        assert type(reporter.reporters[1]) is GitHubAnnotations  # whatever the view
+        assert type(reporters[1]) is GitHubAnnotations  # whatever the view
+    else:
+        assert len(reporters) == 1
 
 
 def test_annotations_come_after_the_summary(tmp_path: Path) -> None:
     info, result = sample_run(tmp_path)
     out = io.StringIO()
-    drive(make_reporter("plain", out, environ=ON_GITHUB), info, result)
+    drive(make_reporters("plain", out, environ=ON_GITHUB), info, result)
     lines = out.getvalue().splitlines()
     assert lines[-1].startswith("::error title=unit failed")
     assert lines[-3].startswith("logs: ")

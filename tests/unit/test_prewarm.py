@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
+from parapipe.engine.fake import FakeEngine
 from parapipe.model import Prewarm, Status, StepResult
+from parapipe.run.pipeline_run import RunOptions, run_pipeline
 from parapipe.run.prewarm import ContainerForecast, steps_taking_containers
 from parapipe.run.state.step_cache import StepCache
 from parapipe.spec.load import load_pipeline
@@ -191,3 +195,49 @@ def test_steps_with_outputs_are_counted_apart() -> None:
     it.taken("build")
     request = it.request()
     assert (request.soon, request.limit, request.soon_with_outputs) == (2, 2, 0)
+
+
+class ForecastRecorder(FakeEngine):
+    """Keeps each forecast the run sends, and whether the engine's session was open for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[tuple[int, int, bool]] = []
+        self._open = False
+
+    def session(self, run_dir: Path) -> AsyncIterator[None]:  # type: ignore[override]
+        @asynccontextmanager
+        async def open_session() -> AsyncIterator[None]:
+            self._open = True
+            try:
+                yield
+            finally:
+                self._open = False
+
+        return open_session()  # type: ignore[return-value]
+
+    def prewarm(self, request: Prewarm) -> None:
+        self.requests.append((request.soon, request.limit, self._open))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("prewarm", [True, False])
+async def test_the_run_tells_the_engine_its_forecast_as_steps_start_and_finish(
+    tmp_path: Path, prewarm: bool
+) -> None:
+    spec = tmp_path / "ci.yaml"
+    spec.write_text(
+        "name: told\nimage: {from: busybox:latest}\n"
+        "steps:\n  a: {run: 'true'}\n  b: {run: 'true', needs: [a]}\n"
+    )
+    engine = ForecastRecorder()
+    options = RunOptions(jobs=1, prewarm=prewarm)
+    await run_pipeline(load_pipeline(spec), options, [], engine=engine)
+    if not prewarm:
+        assert engine.requests == []
+        return
+    # Once the image is ready; as `a` starts; as it finishes; as `b` starts; as it finishes.
+    counts = [(soon, limit) for soon, limit, _ in engine.requests]
+    assert counts == [(2, 2), (2, 2), (1, 1), (1, 1), (0, 0)]
+    assert all(session_open for *_, session_open in engine.requests)

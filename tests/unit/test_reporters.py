@@ -15,7 +15,7 @@ from rich.console import Console
 from parapipe.errors import UsageError
 from parapipe.model import ImageResult, RunInfo, RunResult, Status, StepResult
 from parapipe.reporters.base import Reporter
-from parapipe.reporters.factory import make_reporter
+from parapipe.reporters.factory import make_reporters
 from parapipe.reporters.live import LiveReporter
 from parapipe.reporters.plain import PlainReporter, QuietReporter
 from parapipe.reporters.summary import (
@@ -427,20 +427,20 @@ class TerminalStream(io.StringIO):
 def test_make_reporter_chooses_by_mode_and_terminal(
     mode: str, stream: io.StringIO, environ: dict[str, str], expected: type[Reporter]
 ) -> None:
-    reporter = make_reporter(mode, stream, environ=environ)
+    [reporter] = make_reporters(mode, stream, environ=environ)
     assert type(reporter) is expected
 
 
 @pytest.mark.parametrize(("value", "no_color"), [("1", True), ("", False)])
 def test_make_reporter_respects_no_color(value: str, no_color: bool) -> None:
-    reporter = make_reporter("tty", TerminalStream(), environ={"NO_COLOR": value})
+    [reporter] = make_reporters("tty", TerminalStream(), environ={"NO_COLOR": value})
     assert isinstance(reporter, LiveReporter)
     assert reporter.console.no_color is no_color
 
 
 def test_make_reporter_rejects_an_unknown_mode() -> None:
     with pytest.raises(UsageError, match="unknown output mode 'fancy'"):
-        make_reporter("fancy", io.StringIO())
+        make_reporters("fancy", io.StringIO())
 
 
 # --- formatting --------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def spec(tmp_path: Path) -> Path:
 
 async def run(spec: Path, engine: FakeEngine, **options: object) -> RunResult:
     pipeline = load_pipeline(spec)
-    return await run_pipeline(pipeline, RunOptions(**options), Reporter(), engine=engine)  # type: ignore[arg-type]
+    return await run_pipeline(pipeline, RunOptions(**options), [Reporter()], engine=engine)  # type: ignore[arg-type]
 
 
 async def test_every_step_runs_from_the_image_built_once(spec: Path) -> None:

@@ -51,7 +51,7 @@ async def run(
     return await run_pipeline(
         pipeline,
         RunOptions(**options),  # type: ignore[arg-type]
-        reporter or Reporter(),
+        [reporter or Reporter()],
         engine=engine,
     )
 

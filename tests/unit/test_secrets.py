@@ -278,7 +278,7 @@ async def run(
     path = tmp_path / "ci.yaml"
     path.write_text(SPEC)
     return await run_pipeline(
-        load_pipeline(path), RunOptions(**options), reporter or Reporter(), engine=engine
+        load_pipeline(path), RunOptions(**options), [reporter or Reporter()], engine=engine
     )
 
 

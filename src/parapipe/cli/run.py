@@ -10,7 +10,7 @@ from parapipe.errors import UsageError
 
 if TYPE_CHECKING:
     from parapipe.git.changes import Changes
-    from parapipe.model import Pipeline
+    from parapipe.model import Pipeline, RunResult
     from parapipe.reporters.factory import ReportPaths
     from parapipe.run.pipeline_run import RunOptions
 
@@ -32,7 +32,6 @@ def run_loaded(pipeline: Pipeline, request: RunRequest, changes: Changes | None 
         steps=request.steps,
         jobs=request.jobs,
         keep_going=request.keep_going,
-        engine=request.engine,
         schedule=request.schedule,
         no_deps=request.no_deps,
         changed_files=run_changes(pipeline, request.changed_since, changes),
@@ -44,21 +43,34 @@ def run_loaded(pipeline: Pipeline, request: RunRequest, changes: Changes | None 
     # An unknown step or an unwritable report is a usage error before any engine is contacted.
     select_steps(pipeline, options.steps, with_needs=not options.no_deps)
     reports = check_run_request(request)
-    return start_run(pipeline, options, request.output, reports)
+    return start_run(pipeline, options, request.engine, request.output, reports)
 
 
-def start_run(pipeline: Pipeline, options: RunOptions, output: str, reports: ReportPaths) -> int:
-    """Run the pipeline, shown as `output` asks, and return the exit code."""
+def start_run(
+    pipeline: Pipeline, options: RunOptions, engine_name: str, output: str, reports: ReportPaths
+) -> int:
+    """Run the pipeline on the engine `engine_name` picks, shown as `output` asks, and return
+    the exit code. The one place that wires the engine and the reporters to the run."""
     import anyio
 
-    from parapipe.reporters.factory import make_reporter
-    from parapipe.run.pipeline_run import run_pipeline
+    from parapipe.engine.registry import choose_engine
+    from parapipe.reporters.base import close_all
+    from parapipe.reporters.factory import make_reporters
+    from parapipe.run.pipeline_run import run_pipeline, select_run
 
-    reporter = make_reporter(output, pipeline=pipeline, reports=reports)
+    selection = select_run(pipeline, options)
+    reporters = make_reporters(output, pipeline=pipeline, reports=reports)
+
+    async def run_on_chosen_engine() -> RunResult:
+        engine, reason = await choose_engine(engine_name)
+        return await run_pipeline(
+            pipeline, options, reporters, engine=engine, engine_reason=reason, selection=selection
+        )
+
     try:
-        result = anyio.run(run_pipeline, pipeline, options, reporter)
+        result = anyio.run(run_on_chosen_engine)
     finally:
-        reporter.close()
+        close_all(reporters)
     if result.cleanup_error:
         print(f"parapipe: {result.cleanup_error}", file=sys.stderr)
     return result.exit_code

@@ -15,7 +15,6 @@ from rich.console import Console
 from parapipe.errors import UsageError
 from parapipe.model import Pipeline
 from parapipe.reporters.base import Reporter
-from parapipe.reporters.fanout import FanoutReporter
 from parapipe.reporters.github import (
     GitHubAnnotations,
     GitHubLogReporter,
@@ -40,16 +39,16 @@ class ReportPaths:
     timeline: Path | None = None  # --timeline
 
 
-def make_reporter(
+def make_reporters(
     mode: str,
     stream: TextIO | None = None,
     *,
     environ: Mapping[str, str] | None = None,
     pipeline: Pipeline | None = None,
     reports: ReportPaths = ReportPaths(),
-) -> Reporter:
+) -> list[Reporter]:
     """The view for `mode` (see `make_view`), plus a writer for each report asked for and, when
-    `GITHUB_ACTIONS=true`, the annotations and the job summary."""
+    `GITHUB_ACTIONS=true`, the annotations and the job summary: the run's subscribers."""
     stream = sys.stdout if stream is None else stream
     env = os.environ if environ is None else environ
     durations = load_durations(pipeline.state_dir, pipeline.name) if pipeline else None
@@ -67,7 +66,7 @@ def make_reporter(
     if reports.timeline is not None:
         extra.append(TimelineReporter(reports.timeline))
     # The view first: a report that cannot be written must not keep the summary off screen.
-    return FanoutReporter([view, *extra]) if extra else view
+    return [view, *extra]
 
 
 def _source_map(pipeline: Pipeline | None) -> SourceMap | None:

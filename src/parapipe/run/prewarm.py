@@ -1,5 +1,5 @@
 """How many fresh containers a run's steps will still take, and how many of them soon: the
-runner's side of `Engine.prewarm`.
+runner's side of `Engine.prewarm`, told by a subscriber to the run's events.
 
 A step counts when it will take a container from the engine: not when the step cache may serve it,
 `when.changed` leaves it out, or it mounts cache volumes (only a container's creation can mount
@@ -14,9 +14,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+from parapipe.engine.api import Engine
 from parapipe.git.changes import unchanged_reason
 from parapipe.graph import needs_within
-from parapipe.model import Pipeline, Prewarm, Status, StepResult
+from parapipe.model import LABEL_PIPELINE, Pipeline, Prewarm, Status, StepResult
+from parapipe.run.events import (
+    ContainerWanted,
+    ImageFinished,
+    RunEvent,
+    StepFinished,
+    StepScheduled,
+    StepsOver,
+)
 from parapipe.run.state.step_cache import StepCache
 
 _STOPPED = frozenset({Status.CANCELLED, Status.INTERRUPTED})
@@ -155,3 +164,72 @@ def forecast_containers(
     return ContainerForecast(
         template, needs, taking, with_outputs=with_outputs, keep_going=keep_going
     )
+
+
+class PrewarmSubscriber:
+    """Tells the engine which containers the steps will want, so it can start them early: from
+    the moment the image is ready until no step runs any more."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        pipeline: Pipeline,
+        names: list[str],
+        *,
+        run_id: str,
+        jobs: int,
+        keep_going: bool,
+        changed_files: frozenset[str] | None,
+        read_cache: bool,
+    ) -> None:
+        self._engine = engine
+        self._pipeline = pipeline
+        self._names = names
+        self._run_id = run_id
+        self._jobs = jobs
+        self._keep_going = keep_going
+        self._changed_files = changed_files
+        self._read_cache = read_cache
+        self._forecast: ContainerForecast | None = None
+
+    def handle(self, event: RunEvent) -> None:
+        if isinstance(event, ImageFinished):
+            self._start(event)
+            return
+        forecast = self._forecast
+        if forecast is None:
+            return
+        if isinstance(event, StepScheduled):
+            forecast.started(event.name)
+            self._engine.prewarm(forecast.request())
+        elif isinstance(event, ContainerWanted):
+            forecast.taken(event.step)  # an engine's pool counts it off as it takes one
+        elif isinstance(event, StepFinished):
+            forecast.finished(event.result)
+            self._engine.prewarm(forecast.request())
+        elif isinstance(event, StepsOver):
+            self._forecast = None  # the engine's session closes: tell it nothing more
+
+    def _start(self, event: ImageFinished) -> None:
+        image = event.result
+        if image.status is not Status.PASSED or image.image_id is None:
+            return
+        template = Prewarm(
+            run_id=self._run_id,
+            image_id=image.image_id,
+            workdir=self._pipeline.image.workdir,
+            labels={LABEL_PIPELINE: self._pipeline.name},  # as each step's, in `StepRunner`
+            jobs=self._jobs,
+            soon=0,
+            limit=0,
+        )
+        self._forecast = forecast_containers(
+            self._pipeline,
+            self._names,
+            template,
+            keep_going=self._keep_going,
+            changed_files=self._changed_files,
+            read_cache=self._read_cache,
+            image_built=not image.reused,
+        )
+        self._engine.prewarm(self._forecast.request())

@@ -1,4 +1,5 @@
-"""The fan-out reporter: every reporter hears every event, in order, even after one fails."""
+"""The run's event stream: every subscriber hears every event, in order, even after one fails;
+every reporter is closed, even after one fails to close."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from parapipe.model import RunResult
-from parapipe.reporters.base import Reporter
-from parapipe.reporters.fanout import FanoutReporter
+from parapipe.reporters.base import Reporter, close_all
 from parapipe.reporters.report_file import ReportError
+from parapipe.run.events import EventStream, RunFinished
 from tests.helpers.report_samples import drive, sample_run
 
 
@@ -35,7 +36,7 @@ class Recorder(Reporter):
 def test_events_reach_every_reporter_in_order(tmp_path: Path) -> None:
     info, result = sample_run(tmp_path)
     log: list[str] = []
-    drive(FanoutReporter([Recorder(log, "a"), Recorder(log, "b")]), info, result)
+    drive([Recorder(log, "a"), Recorder(log, "b")], info, result)
     assert log[:2] == ["a:step_finished", "b:step_finished"]
     assert log[-4:] == ["a:run_finished", "b:run_finished", "a:close", "b:close"]
 
@@ -45,9 +46,17 @@ def test_a_failing_reporter_does_not_silence_the_others_and_its_error_comes_out(
 ) -> None:
     _, result = sample_run(tmp_path)
     log: list[str] = []
-    fanout = FanoutReporter(
+    stream = EventStream(
         [Recorder(log, "a", fail_on="run_finished"), Recorder(log, "b", fail_on="run_finished")]
     )
     with pytest.raises(ReportError, match="a cannot write"):
-        fanout.run_finished(result)
+        stream.publish(RunFinished(result=result))
     assert log == ["a:run_finished", "b:run_finished"]
+
+
+def test_every_reporter_is_closed_and_the_first_error_comes_out() -> None:
+    log: list[str] = []
+    reporters = [Recorder(log, "a", fail_on="close"), Recorder(log, "b", fail_on="close")]
+    with pytest.raises(ReportError, match="a cannot write"):
+        close_all(reporters)
+    assert log == ["a:close", "b:close"]
