@@ -1,4 +1,5 @@
 """Which files changed, for `when: {changed: [globs]}`: since a ref, or in the refs being pushed.
+The globs themselves are matched in `parapipe.globs`, with no git.
 
 Paths are POSIX paths relative to the pipeline's source folder, the folder the globs are written
 against. When the changes cannot be known, the answer says why and carries no files, and every
@@ -10,9 +11,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from parapipe.errors import UsageError
@@ -26,81 +26,6 @@ class Changes:
     files: frozenset[str] | None  # relative to the source folder; None: unknown, run everything
     note: str  # one line for the user: what was compared, or why every step runs
     nothing_pushed: bool = False  # the push only deletes refs: there is nothing to check
-
-
-# -- globs ---------------------------------------------------------------------------------------
-
-
-def glob_problem(pattern: str) -> str | None:
-    """Why `pattern` cannot be a `when.changed` glob, or None when it can."""
-    body = pattern.removeprefix("!")
-    if not body.strip():
-        return "is empty"
-    if body.startswith("/") or re.match(r"[A-Za-z]:[\\/]", body):
-        return "must be relative to the source folder, not absolute"
-    if "\\" in body:
-        return "must use '/' between folders"
-    if ".." in body.split("/"):
-        return "must not leave the source folder with '..'"
-    try:
-        _compile(body)
-    except re.error as exc:
-        return f"is not a valid glob ({exc.msg})"
-    return None
-
-
-def matching(globs: Sequence[str], files: Iterable[str]) -> list[str]:
-    """The files that `globs` select, as GitHub Actions' `paths` filter does.
-
-    `*` and `?` stay within one folder, `**` crosses folders, `[abc]` is a set; a glob that
-    names a folder covers everything in it; a glob starting with `!` takes back files that
-    earlier globs selected.
-    """
-    compiled = [(g.startswith("!"), _compile(g.removeprefix("!"))) for g in globs]
-    chosen: list[str] = []
-    for path in files:
-        selected = False
-        for negated, regex in compiled:
-            if regex.fullmatch(path):
-                selected = not negated
-        if selected:
-            chosen.append(path)
-    return chosen
-
-
-@lru_cache(maxsize=256)
-def _compile(glob: str) -> re.Pattern[str]:
-    glob = glob.removeprefix("./").rstrip("/")
-    parts: list[str] = []
-    index = 0
-    while index < len(glob):
-        char = glob[index]
-        if glob.startswith("**/", index):
-            parts.append("(?:.*/)?")
-            index += 3
-        elif glob.startswith("**", index):
-            parts.append(".*")
-            index += 2
-        elif char == "*":
-            parts.append("[^/]*")
-            index += 1
-        elif char == "?":
-            parts.append("[^/]")
-            index += 1
-        elif char == "[":
-            end = glob.find("]", index + 2)
-            if end == -1:
-                raise re.error("'[' without a closing ']'")
-            members = glob[index + 1 : end]
-            if members.startswith("!"):
-                members = "^" + members[1:]
-            parts.append("[" + members.replace("\\", "\\\\") + "]")
-            index = end + 1
-        else:
-            parts.append(re.escape(char))
-            index += 1
-    # A glob matching a folder covers the files under it.
-    return re.compile("".join(parts) + "(?:/.*)?", re.DOTALL)
 
 
 # -- git -----------------------------------------------------------------------------------------
@@ -264,11 +189,3 @@ def _short_ref(ref: str) -> str:
 
 def _count(files: frozenset[str]) -> str:
     return f"{len(files)} file{'s' if len(files) != 1 else ''}"
-
-
-def unchanged_reason(globs: Sequence[str] | None, changed: frozenset[str] | None) -> str | None:
-    """Why a step with `when.changed: globs` need not run, or None when it must run: it has no
-    such condition, the changes are unknown, or a changed file matches."""
-    if globs is None or changed is None or matching(globs, changed):
-        return None
-    return f"no changed file matches {', '.join(globs)}"

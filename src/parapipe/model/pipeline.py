@@ -6,19 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from parapipe.errors import Location
+
 DEFAULT_WORKDIR = "/src"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Location:
-    """A place in a spec file; line and column count from 1, as editors show them."""
-
-    file: str
-    line: int
-    column: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
 
 
 @dataclass(frozen=True, kw_only=True)

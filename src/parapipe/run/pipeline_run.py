@@ -17,7 +17,7 @@ from anyio.abc import TaskStatus
 
 from parapipe.engine.api import CacheVolume, Engine, LineSink, StepRun, cache_volume_name
 from parapipe.errors import ImageBuildFailed, OutputError, ParapipeError
-from parapipe.git.changes import unchanged_reason
+from parapipe.globs import unchanged_reason
 from parapipe.graph import needs_within, remaining_path_lengths, select_steps
 from parapipe.model import (
     LABEL_PIPELINE,

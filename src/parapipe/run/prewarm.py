@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from parapipe.git.changes import unchanged_reason
+from parapipe.globs import unchanged_reason
 from parapipe.graph import needs_within
 from parapipe.model import Pipeline, Prewarm, Status, StepResult
 from parapipe.run.state.step_cache import StepCache

@@ -11,7 +11,7 @@ from typing import Final
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from parapipe.git.changes import glob_problem
+from parapipe.globs import glob_problem
 from parapipe.spec import yaml_nodes
 from parapipe.spec.yaml_nodes import Entry, kind, quoted
 
