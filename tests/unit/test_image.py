@@ -156,8 +156,7 @@ def test_selection_leaves_out_git_data_and_symlinked_folders_stay_links(tmp_path
 
 def pipeline(source: Path, **image: object) -> Pipeline:
     fields: dict[str, object] = {
-        "base": "busybox:latest",
-        "build": None,
+        "origin": "busybox:latest",
         "source": source,
         "exclude": (),
         "workdir": "/src",

@@ -24,8 +24,9 @@ class DockerfileBuild:
 class ImageSpec:
     """`image`: the one image every step runs in."""
 
-    base: str | None  # `image.from`; exactly one of base / build is set
-    build: DockerfileBuild | None
+    # Where the base image comes from: `image.from` (an image reference) or `image.build`.
+    # One field, so that an image with neither or both cannot be made.
+    origin: str | DockerfileBuild
     source: Path  # absolute host folder copied into workdir
     exclude: tuple[str, ...]  # gitignore-style patterns, relative to source
     workdir: str

@@ -272,8 +272,11 @@ class _SpecReader:
                 f" {problem}",
                 entry.key_node,
             )
-        base = self.image_reference(keys["from"].value) if "from" in keys else None
-        build = self.build(keys["build"]) if "build" in keys else None
+        origin: str | DockerfileBuild
+        if "from" in keys:
+            origin = self.image_reference(keys["from"].value)
+        else:
+            origin = self.build(keys["build"])
 
         if "source" in keys:
             source = self.folder(keys["source"].value, "'image.source'", self.spec_dir)
@@ -287,8 +290,7 @@ class _SpecReader:
                 raise self.fail(f"'image.host_ca' must be a boolean, not {kind(value)}", value)
             host_ca = yaml_nodes.as_bool(value, self.file)
         return ImageSpec(
-            base=base,
-            build=build,
+            origin=origin,
             source=source,
             exclude=self.exclude(keys["exclude"].value) if "exclude" in keys else (),
             workdir=workdir,
