@@ -6,6 +6,8 @@ run's folder and exits with `ExitCode.INTERNAL`.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -94,3 +96,9 @@ class ImageBuildFailed(ParapipeError):
     """
 
     exit_code = ExitCode.STEP_FAILED
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the candidate closest to a mistyped `word`, else ''."""
+    matches = difflib.get_close_matches(word, list(candidates), n=1)
+    return f" (did you mean '{matches[0]}'?)" if matches else ""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import graphlib
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 
-from parapipe.errors import UsageError
+from parapipe.errors import UsageError, did_you_mean
 from parapipe.model import Pipeline, Step
 
 
@@ -24,9 +23,8 @@ def select_steps(
     unknown = [name for name in wanted if name not in pipeline.steps]
     if unknown:
         name = unknown[0]
-        hint = difflib.get_close_matches(name, pipeline.steps, n=1)
-        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-        raise UsageError(f"{pipeline.spec_path.name}: no step named '{name}'{suggestion}")
+        hint = did_you_mean(name, pipeline.steps)
+        raise UsageError(f"{pipeline.spec_path.name}: no step named '{name}'{hint}")
     if not wanted:
         chosen = set(pipeline.steps)
     elif with_needs:

@@ -229,7 +229,7 @@ def test_a_not_yet_supported_step_key_is_rejected_with_its_own_message(
 ) -> None:
     # Every key of this version is supported; the mechanism stays for the next feature's keys.
     later = {**NOT_SUPPORTED_YET, "step": frozenset({"matrix"})}
-    monkeypatch.setattr("parapipe.spec.load.NOT_SUPPORTED_YET", later)
+    monkeypatch.setattr("parapipe.spec.keys.NOT_SUPPORTED_YET", later)
     write(cwd / "ci.yaml", MINIMAL_SPEC + "    matrix: 1\n")
     message = "ci.yaml:5:5: 'matrix' is not supported yet by this version of parapipe"
     assert spec_error(Path("ci.yaml")) == message
