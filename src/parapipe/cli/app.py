@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING, NoReturn
 
 from parapipe import __version__
 from parapipe.errors import ExitCode, ParapipeError, SpecError
+from parapipe.model import ENGINE_CHOICES, OUTPUT_MODES
 
 if TYPE_CHECKING:
     from parapipe.git.changes import Changes
     from parapipe.model import Pipeline
 
 DEFAULT_SPEC = Path("pipelines/ci.yaml")
-ENGINES = ("auto", "docker", "podman", "dagger")
-OUTPUTS = ("auto", "tty", "plain", "quiet", "github")
+ENGINES = ENGINE_CHOICES
+OUTPUTS = OUTPUT_MODES
 GRAPH_FORMATS = ("text", "mermaid", "dot")
 SCHEDULES = ("critical-path", "fifo")
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from parapipe.errors import ExitCode, UsageError
+from parapipe.model import ENGINE_CHOICES
 
 DEFAULT_MAX_SIZE = "2G"
 
@@ -42,7 +43,7 @@ def add_cache_parser(commands: Any, add_spec: Callable[[argparse.ArgumentParser]
     )
     prune.add_argument(
         "--engine",
-        choices=["auto", "docker", "podman", "dagger"],
+        choices=ENGINE_CHOICES,
         default="auto",
         help="the engine whose volumes --volumes removes; auto as for 'parapipe run'"
         " (default: auto)",
