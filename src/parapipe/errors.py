@@ -6,11 +6,26 @@ run's folder and exits with `ExitCode.INTERNAL`.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from parapipe.model import Location
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Location:
+    """A place in a spec file; line and column count from 1, as editors show them.
+
+    It lives here, not in the model, so that errors stay a leaf that imports no other part of
+    parapipe; `parapipe.model` exports it with the other domain types.
+    """
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
 
 
 class ExitCode(IntEnum):
@@ -81,3 +96,9 @@ class ImageBuildFailed(ParapipeError):
     """
 
     exit_code = ExitCode.STEP_FAILED
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the candidate closest to a mistyped `word`, else ''."""
+    matches = difflib.get_close_matches(word, list(candidates), n=1)
+    return f" (did you mean '{matches[0]}'?)" if matches else ""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import graphlib
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 
-from parapipe.errors import UsageError
+from parapipe.errors import UsageError, did_you_mean
 from parapipe.model import Pipeline, Step
 
 
@@ -24,9 +23,8 @@ def select_steps(
     unknown = [name for name in wanted if name not in pipeline.steps]
     if unknown:
         name = unknown[0]
-        hint = difflib.get_close_matches(name, pipeline.steps, n=1)
-        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-        raise UsageError(f"{pipeline.spec_path.name}: no step named '{name}'{suggestion}")
+        hint = did_you_mean(name, pipeline.steps)
+        raise UsageError(f"{pipeline.spec_path.name}: no step named '{name}'{hint}")
     if not wanted:
         chosen = set(pipeline.steps)
     elif with_needs:
@@ -81,7 +79,7 @@ def remaining_path_lengths(
 def render(pipeline: Pipeline, names: Sequence[str], fmt: str) -> str:
     needs = {name: pipeline.steps[name].needs for name in names}
     if fmt == "mermaid":
-        return _mermaid(needs)
+        return "\n".join(mermaid_lines(needs)) + "\n"
     if fmt == "dot":
         return _dot(pipeline.name, needs)
     return _text(pipeline.name, needs)
@@ -96,15 +94,26 @@ def _text(title: str, needs: Mapping[str, tuple[str, ...]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _mermaid(needs: Mapping[str, tuple[str, ...]]) -> str:
+def mermaid_lines(
+    needs: Mapping[str, Sequence[str]],
+    *,
+    labels: Mapping[str, str] | None = None,
+    classes: Mapping[str, str] | None = None,
+) -> list[str]:
+    """A Mermaid flowchart of the steps in `needs` (in its order), one line each: `labels`
+    replaces a step's name as its text, `classes` names its `classDef`. A need outside `needs`
+    draws no edge. `parapipe graph` and the GitHub job summary both draw with it."""
     # Mermaid ids cannot hold every character a step name may ('-' reads as an edge), so each
     # step gets a plain id and its name as the label.
     ids = {name: f"s{index}" for index, name in enumerate(needs)}
     lines = ["flowchart LR"]
-    lines.extend(f'    {ids[name]}["{name}"]' for name in needs)
+    for name in needs:
+        label = (labels or {}).get(name, name).replace('"', "#quot;")
+        tone = (classes or {}).get(name)
+        lines.append(f'    {ids[name]}["{label}"]' + (f":::{tone}" if tone else ""))
     for name, deps in needs.items():
-        lines.extend(f"    {ids[dep]} --> {ids[name]}" for dep in deps)
-    return "\n".join(lines) + "\n"
+        lines.extend(f"    {ids[dep]} --> {ids[name]}" for dep in deps if dep in ids)
+    return lines
 
 
 def _dot(title: str, needs: Mapping[str, tuple[str, ...]]) -> str:

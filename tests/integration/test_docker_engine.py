@@ -114,8 +114,7 @@ def make_pipeline(
     host_ca: bool = False,
 ) -> Pipeline:
     image = ImageSpec(
-        base=BUSYBOX,
-        build=None,
+        origin=BUSYBOX,
         source=source,
         exclude=(),
         workdir=workdir,
@@ -206,7 +205,7 @@ async def test_resolve_base_that_cannot_be_pulled(engine: DockerEngine, tmp_path
     # A registry on a closed local port: the pull fails at once, without any network.
     ref = "localhost:1/parapipe-missing:latest"
     image = make_pipeline("x", tmp_path).image
-    image = replace(image, base=ref)
+    image = replace(image, origin=ref)
     with pytest.raises(ImageBuildFailed) as caught:
         await engine.resolve_base(image, lambda line: None)
     message = str(caught.value)
@@ -228,8 +227,7 @@ async def test_resolve_base_from_a_dockerfile(
     image = make_pipeline("x", tmp_path).image
     image = replace(
         image,
-        base=None,
-        build=DockerfileBuild(
+        origin=DockerfileBuild(
             context=context,
             dockerfile=context / "Containerfile",
             args={"GREETING": f"hello {run_id}"},
@@ -252,8 +250,7 @@ async def test_resolve_base_from_a_broken_dockerfile(engine: DockerEngine, tmp_p
     image = make_pipeline("x", tmp_path).image
     image = replace(
         image,
-        base=None,
-        build=DockerfileBuild(context=tmp_path, dockerfile=tmp_path / "Dockerfile"),
+        origin=DockerfileBuild(context=tmp_path, dockerfile=tmp_path / "Dockerfile"),
     )
     with pytest.raises(
         ImageBuildFailed, match=r"^building the base image from .*Dockerfile failed"

@@ -7,14 +7,8 @@ from pathlib import Path
 import pytest
 
 from parapipe.errors import UsageError
-from parapipe.git.changes import (
-    changed_since,
-    glob_problem,
-    matching,
-    pushed_changes,
-    refs_changes,
-    unchanged_reason,
-)
+from parapipe.git.changes import changed_since, pushed_changes, refs_changes
+from parapipe.globs import glob_problem, matching, unchanged_reason
 from tests.helpers.git import commit, git, init_repo
 
 ZERO = "0" * 40

@@ -11,8 +11,6 @@ import pytest
 from parapipe.cli import main
 from parapipe.cli.parser import build_parser
 from parapipe.cli.requests import (
-    ENGINE_NAMES,
-    OUTPUT_MODES,
     CachePruneRequest,
     ExportGithubRequest,
     GraphRequest,
@@ -126,9 +124,13 @@ def test_values_argparse_cannot_check_are_usage_errors(
 
 def test_the_cli_choices_match_the_engines_and_output_modes_the_code_knows() -> None:
     from parapipe.engine.registry import AUTO, AUTO_ORDER, DAGGER
+    from parapipe.model import ENGINE_CHOICES, OUTPUT_MODES
     from parapipe.reporters.factory import MODES
 
-    assert set(ENGINE_NAMES) == {AUTO, DAGGER, *AUTO_ORDER}
+    parser = build_parser()
+    run = parser.parse_args(["run"])
+    assert run.engine in ENGINE_CHOICES
+    assert set(ENGINE_CHOICES) == {AUTO, DAGGER, *AUTO_ORDER}
     assert OUTPUT_MODES == MODES
 
 

@@ -193,8 +193,7 @@ def test_output_lines_match_the_docker_engines_line_splitting() -> None:
 
 def image_spec(tmp_path: Path) -> ImageSpec:
     return ImageSpec(
-        base=None,
-        build=None,
+        origin=DockerfileBuild(context=tmp_path, dockerfile=tmp_path / "Dockerfile"),
         source=tmp_path,
         exclude=(),
         workdir="/src",
@@ -469,7 +468,7 @@ async def test_a_base_that_cannot_be_pulled_fails_the_image(tmp_path: Path) -> N
         errors=[{"message": "failed to resolve source metadata for docker.io/x:1: not found"}],
     )
     engine, opened = engine_with(FakeEndpoint(step_outcomes, fail_with=error), tmp_path)
-    spec = ImageSpec(**{**image_spec(tmp_path).__dict__, "base": "x:1"})
+    spec = ImageSpec(**{**image_spec(tmp_path).__dict__, "origin": "x:1"})
     with opened, pytest.raises(ImageBuildFailed) as caught:
         await engine.resolve_base(spec, lambda line: None)
     assert str(caught.value) == (

@@ -156,3 +156,88 @@ def test_the_steps_secrets_come_from_the_repositorys_secrets(tmp_path: Path) -> 
     assert set(parapipe_env(jobs["ship"])) == {"DEPLOY_KEY", "NPM_TOKEN"}
     assert parapipe_env(jobs["lint"]) == {}
     check_with_actionlint(tmp_path, split_text)
+
+
+def test_an_install_command_of_several_lines_stays_one_run_block(
+    spec: Path, tmp_path: Path
+) -> None:
+    """The bug of issue 12: the second line used to land at column 0, breaking the YAML."""
+    install = "pip install -U pip\npip install parapipe"
+    text = github_workflow(load_pipeline(spec), install=install)
+    steps = yaml.safe_load(text)["jobs"]["pipeline"]["steps"]
+    (step,) = [s for s in steps if s.get("name") == "Install parapipe"]
+    assert step["run"] == install + "\n"
+    check_with_actionlint(tmp_path, text)
+
+
+def test_the_cli_prints_valid_yaml_for_an_install_of_several_lines(
+    spec: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    install = "pip install -U pip\npip install parapipe"
+    assert main(["export", "github", "-f", str(spec), "--install", install]) == 0
+    jobs = yaml.safe_load(capsys.readouterr().out)["jobs"]
+    assert run_commands(jobs["pipeline"])[0] == install
+
+
+HOSTILE = [
+    "two\nlines",
+    "ends with a break\n",
+    "  leading and trailing spaces  ",
+    "'single' and \"double\" quotes",
+    "${{ github.token }}",
+    "*alias",
+    "&anchor",
+    "key: value",
+    "text # not a comment",
+    "#hash first",
+    "- a dash",
+    "{flow: mapping}",
+    "[flow, list]",
+    "!tag",
+    "|pipe",
+    ">fold",
+    "@at",
+    "`tick`",
+    "%percent",
+    "true",
+    "null",
+    "012",
+    "1e3",
+    "~",
+    "tab\there",
+    "café ☕",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_values_read_back_as_written(spec: Path, value: str) -> None:
+    name = " ".join(value.split("\n")).strip() or "x"  # a pipeline's name is one line
+    path = spec.parent.parent / "hostile.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"name": name, "image": {"from": "busybox:latest"}, "steps": {"a": {"run": "true"}}}
+        )
+    )
+    pipeline = load_pipeline(path)
+    assert pipeline.name == name
+    for split in (False, True):
+        loaded = yaml.safe_load(github_workflow(pipeline, split=split, install=value))
+        assert loaded["name"] == f"parapipe {name}"
+        (job,) = loaded["jobs"].values()
+        install = next(s for s in job["steps"] if s.get("name") == "Install parapipe")
+        # Every command ends with a line break, so that it is written as a block (`run: |`).
+        assert install["run"] == (value if value.endswith("\n") else value + "\n")
+    one_job = yaml.safe_load(github_workflow(pipeline))["jobs"]["pipeline"]
+    assert one_job["name"] == name
+
+
+def test_hostile_values_pass_actionlint(spec: Path, tmp_path: Path) -> None:
+    install = "pip install -U pip\n# a comment: with * and & and 'quotes'\npip install \"parapipe\""
+    repo = spec.parent.parent
+    path = repo / "hostile.yaml"
+    path.write_text(
+        'name: "*x &y \'q\' \\"d\\" a: b #c"\nimage: {from: busybox:latest}\nsteps:\n  a: {run: "true"}\n'
+    )
+    text = github_workflow(load_pipeline(path), install=install)
+    assert yaml.safe_load(text)["name"] == "parapipe *x &y 'q' \"d\" a: b #c"
+    check_with_actionlint(tmp_path, text)

@@ -18,6 +18,7 @@ from parapipe.model import (
     Pipeline,
 )
 from parapipe.run.image_plan import host_ca_bundle, plan_image, repository_name, select_source_files
+from parapipe.spec.load import load_pipeline
 from tests.helpers.git import git
 
 BASE_ID = "sha256:" + "b" * 64
@@ -140,8 +141,7 @@ def test_selection_leaves_out_git_data_and_symlinked_folders_stay_links(tmp_path
 
 def pipeline(source: Path, **image: object) -> Pipeline:
     fields: dict[str, object] = {
-        "base": "busybox:latest",
-        "build": None,
+        "origin": "busybox:latest",
         "source": source,
         "exclude": (),
         "workdir": "/src",
@@ -263,20 +263,40 @@ def test_host_ca_falls_back_to_the_system_bundle(
     assert found != tmp_path / "missing.pem"
 
 
+# What the image's Dockerfile cannot hold is refused as the spec loads, before any engine.
+
+
+def load_image_spec(folder: Path, image: str) -> Pipeline:
+    (folder / "ci.yaml").write_text(f"name: x\n\nimage: {image}\nsteps:\n  a: {{run: 'true'}}\n")
+    return load_pipeline(folder / "ci.yaml")
+
+
 def test_an_env_value_with_a_line_break_is_refused(source: Path) -> None:
     with pytest.raises(SpecError, match="cannot contain a line break") as caught:
-        plan_image(pipeline(source, env={"KEY": "line one\nline two"}), BASE_ID)
-    assert str(caught.value).startswith("ci.yaml:3:1: ")
+        load_image_spec(source, '{from: busybox, env: {KEY: "line one\\nline two"}}')
+    assert str(caught.value).endswith(
+        "ci.yaml:3:1: 'image.env' KEY: a value baked into the image cannot contain a line"
+        " break; set it in the steps' env instead"
+    )
 
 
 def test_a_workdir_with_a_line_break_is_refused(source: Path) -> None:
-    with pytest.raises(SpecError, match=r"'image\.workdir' cannot contain a line break"):
-        plan_image(pipeline(source, workdir="/src\nRUN rm -rf /"), BASE_ID)
+    with pytest.raises(SpecError, match=r"'image\.workdir' cannot contain a line break") as caught:
+        load_image_spec(source, '{from: busybox, workdir: "/src\\nRUN rm -rf /"}')
+    assert str(caught.value).endswith("ci.yaml:3:1: 'image.workdir' cannot contain a line break")
 
 
-def test_a_missing_source_folder(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match="does not exist"):
-        plan_image(pipeline(tmp_path / "nowhere"), BASE_ID)
+def test_a_missing_source_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The default source is the project's root, which holds the spec: it can only be missing
+    # when the check itself sees the folder gone.
+    (tmp_path / "src").mkdir()
+    monkeypatch.setattr(Path, "is_dir", lambda self: self.name != "src")
+    with pytest.raises(SpecError, match="does not exist") as caught:
+        load_image_spec(tmp_path / "src", "{from: busybox}")
+    assert str(caught.value).endswith(
+        f"ci.yaml:3:1: the image source folder {tmp_path / 'src'} does not exist"
+    )
+    assert caught.value.exit_code == 2
 
 
 @pytest.mark.parametrize(

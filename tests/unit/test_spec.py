@@ -76,8 +76,7 @@ def test_full_spec_becomes_the_models(cwd: Path) -> None:
     assert pipeline.spec_path == spec
     assert pipeline.project_root == cwd
     image = pipeline.image
-    assert image.base is None
-    assert image.build == DockerfileBuild(
+    assert image.origin == DockerfileBuild(
         context=cwd / "ci" / "docker",
         dockerfile=cwd / "ci" / "docker" / "ci.Dockerfile",
         args={"PY": "3.12", "N": "2"},
@@ -119,8 +118,7 @@ def test_defaults_use_the_git_root_and_the_file_stem(cwd: Path) -> None:
     assert pipeline.project_root == cwd / "repo"
     assert pipeline.state_dir == cwd / "repo" / ".parapipe"
     image = pipeline.image
-    assert image.base == "debian:bookworm-slim"
-    assert image.build is None
+    assert image.origin == "debian:bookworm-slim"
     assert image.source == cwd / "repo"
     assert image.exclude == ()
     assert image.workdir == DEFAULT_WORKDIR
@@ -156,15 +154,15 @@ def test_without_git_the_spec_folder_is_the_root(cwd: Path) -> None:
 def test_build_defaults_to_the_spec_folder_and_its_dockerfile(cwd: Path) -> None:
     write(cwd / "Dockerfile", "FROM scratch\n")
     write(cwd / "ci.yaml", MINIMAL_SPEC.replace("from: debian:bookworm-slim", "build: {}"))
-    build = load_pipeline(Path("ci.yaml")).image.build
+    build = load_pipeline(Path("ci.yaml")).image.origin
     assert build == DockerfileBuild(context=cwd, dockerfile=cwd / "Dockerfile", args={})
 
 
 def test_build_may_name_just_the_context(cwd: Path) -> None:
     write(cwd / "docker" / "Dockerfile", "FROM scratch\n")
     write(cwd / "ci.yaml", MINIMAL_SPEC.replace("from: debian:bookworm-slim", "build: docker"))
-    build = load_pipeline(Path("ci.yaml")).image.build
-    assert build is not None
+    build = load_pipeline(Path("ci.yaml")).image.origin
+    assert isinstance(build, DockerfileBuild)
     assert build.dockerfile == cwd / "docker" / "Dockerfile"
 
 
@@ -231,7 +229,7 @@ def test_a_not_yet_supported_step_key_is_rejected_with_its_own_message(
 ) -> None:
     # Every key of this version is supported; the mechanism stays for the next feature's keys.
     later = {**NOT_SUPPORTED_YET, "step": frozenset({"matrix"})}
-    monkeypatch.setattr("parapipe.spec.load.NOT_SUPPORTED_YET", later)
+    monkeypatch.setattr("parapipe.spec.keys.NOT_SUPPORTED_YET", later)
     write(cwd / "ci.yaml", MINIMAL_SPEC + "    matrix: 1\n")
     message = "ci.yaml:5:5: 'matrix' is not supported yet by this version of parapipe"
     assert spec_error(Path("ci.yaml")) == message

@@ -14,14 +14,13 @@ from parapipe.cli.requests import (
     DEFAULT_OUTPUT,
     DEFAULT_SCHEDULE,
     DEFAULT_SPEC,
-    ENGINE_NAMES,
     GRAPH_FORMATS,
-    OUTPUT_MODES,
     SCHEDULES,
     default_engine,
     default_jobs,
 )
 from parapipe.errors import ExitCode
+from parapipe.model import ENGINE_CHOICES, OUTPUT_MODES
 
 AddSpecOption = Callable[[argparse.ArgumentParser], None]
 # `commands.add_parser` of an argparse sub-parsers action (argparse leaves its type private).
@@ -81,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--engine",
-        choices=ENGINE_NAMES,
+        choices=ENGINE_CHOICES,
         default=default_engine(),
         help="container engine; auto takes dagger when a Dagger session is open or a dagger "
         "CLI answers, else the first of docker and podman that answers "
@@ -310,7 +309,7 @@ def add_cache_parser(commands: SubParsers, add_spec: AddSpecOption) -> None:
     )
     prune.add_argument(
         "--engine",
-        choices=ENGINE_NAMES,
+        choices=ENGINE_CHOICES,
         default="auto",
         help="the engine whose volumes --volumes removes; auto as for 'parapipe run'"
         " (default: auto)",

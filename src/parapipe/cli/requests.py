@@ -12,8 +12,6 @@ from parapipe.errors import UsageError
 
 # The values `--engine` and `--output` accept. They belong in the model beside the engine
 # registry's and the reporters' own lists; until the model has them, the CLI keeps them here.
-ENGINE_NAMES = ("auto", "docker", "podman", "dagger")
-OUTPUT_MODES = ("auto", "tty", "plain", "quiet", "github")
 GRAPH_FORMATS = ("text", "mermaid", "dot")
 SCHEDULES = ("critical-path", "fifo")
 

@@ -47,7 +47,7 @@ class FakeEngine(Engine):
         pass
 
     async def resolve_base(self, image: ImageSpec, log: LineSink) -> str:
-        return f"sha256:base-of-{image.base or 'dockerfile'}"
+        return f"sha256:base-of-{image.origin if isinstance(image.origin, str) else 'dockerfile'}"
 
     async def find_image(self, tag: str) -> str | None:
         return self.images.get(tag)

@@ -14,6 +14,7 @@ from parapipe.engine.dagger import probe as dagger_probe
 from parapipe.engine.dagger.probe import DaggerTarget
 from parapipe.engine.docker.engine import DockerEngine, PodmanEngine
 from parapipe.errors import EngineUnavailable, UsageError
+from parapipe.model import ENGINE_CHOICES
 
 ENGINES: Final[dict[str, type[Engine]]] = {
     DockerEngine.name: DockerEngine,
@@ -22,7 +23,6 @@ ENGINES: Final[dict[str, type[Engine]]] = {
 AUTO: Final = "auto"
 DAGGER: Final = "dagger"
 AUTO_ORDER: Final = ("docker", "podman")  # tried in this order by `auto`, after Dagger
-ENGINE_CHOICES: Final = (AUTO, *ENGINES, DAGGER)
 FIRST_ANSWERED: Final = "the first engine that answered"
 
 

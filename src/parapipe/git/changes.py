@@ -1,4 +1,5 @@
 """Which files changed, for `when: {changed: [globs]}`: since a ref, or in the refs being pushed.
+The globs themselves are matched in `parapipe.globs`, with no git.
 
 Paths are POSIX paths relative to the pipeline's source folder, the folder the globs are written
 against. When the changes cannot be known, the answer says why and carries no files, and every
@@ -9,16 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from parapipe.errors import UsageError
+from parapipe.git.runner import GitFailed, run_git
 
 _ZERO_SHA = re.compile(r"0+")
-GIT_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,104 +27,7 @@ class Changes:
     nothing_pushed: bool = False  # the push only deletes refs: there is nothing to check
 
 
-# -- globs ---------------------------------------------------------------------------------------
-
-
-def glob_problem(pattern: str) -> str | None:
-    """Why `pattern` cannot be a `when.changed` glob, or None when it can."""
-    body = pattern.removeprefix("!")
-    if not body.strip():
-        return "is empty"
-    if body.startswith("/") or re.match(r"[A-Za-z]:[\\/]", body):
-        return "must be relative to the source folder, not absolute"
-    if "\\" in body:
-        return "must use '/' between folders"
-    if ".." in body.split("/"):
-        return "must not leave the source folder with '..'"
-    try:
-        _compile(body)
-    except re.error as exc:
-        return f"is not a valid glob ({exc.msg})"
-    return None
-
-
-def matching(globs: Sequence[str], files: Iterable[str]) -> list[str]:
-    """The files that `globs` select, as GitHub Actions' `paths` filter does.
-
-    `*` and `?` stay within one folder, `**` crosses folders, `[abc]` is a set; a glob that
-    names a folder covers everything in it; a glob starting with `!` takes back files that
-    earlier globs selected.
-    """
-    compiled = [(g.startswith("!"), _compile(g.removeprefix("!"))) for g in globs]
-    chosen: list[str] = []
-    for path in files:
-        selected = False
-        for negated, regex in compiled:
-            if regex.fullmatch(path):
-                selected = not negated
-        if selected:
-            chosen.append(path)
-    return chosen
-
-
-@lru_cache(maxsize=256)
-def _compile(glob: str) -> re.Pattern[str]:
-    glob = glob.removeprefix("./").rstrip("/")
-    parts: list[str] = []
-    index = 0
-    while index < len(glob):
-        char = glob[index]
-        if glob.startswith("**/", index):
-            parts.append("(?:.*/)?")
-            index += 3
-        elif glob.startswith("**", index):
-            parts.append(".*")
-            index += 2
-        elif char == "*":
-            parts.append("[^/]*")
-            index += 1
-        elif char == "?":
-            parts.append("[^/]")
-            index += 1
-        elif char == "[":
-            end = glob.find("]", index + 2)
-            if end == -1:
-                raise re.error("'[' without a closing ']'")
-            members = glob[index + 1 : end]
-            if members.startswith("!"):
-                members = "^" + members[1:]
-            parts.append("[" + members.replace("\\", "\\\\") + "]")
-            index = end + 1
-        else:
-            parts.append(re.escape(char))
-            index += 1
-    # A glob matching a folder covers the files under it.
-    return re.compile("".join(parts) + "(?:/.*)?", re.DOTALL)
-
-
 # -- git -----------------------------------------------------------------------------------------
-
-
-class _GitFailed(Exception):
-    """git could not answer; the message says what was asked."""
-
-
-def _git(folder: Path, *args: str) -> str:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(folder), *args],
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT,
-            check=False,
-            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"},
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise _GitFailed(f"git {args[0]}: {exc}") from exc
-    if done.returncode != 0:
-        detail = (done.stderr.strip().splitlines() or ["failed"])[-1]
-        raise _GitFailed(f"git {args[0]}: {detail}")
-    return done.stdout
 
 
 def _names(output: str) -> list[str]:
@@ -135,7 +37,7 @@ def _names(output: str) -> list[str]:
 def _diff(top: str, *revisions: str) -> list[str]:
     """Paths relative to the repository's top, whatever `diff.relative` says. No rename
     detection: a renamed file changes both its old and its new path."""
-    output = _git(
+    output = run_git(
         Path(top), "diff", "--name-only", "--no-relative", "--no-renames", "-z", *revisions, "--"
     )
     return _names(output)
@@ -152,7 +54,7 @@ def _under_source(source: Path, top: str, paths: Iterable[str]) -> frozenset[str
 
 
 def _top(source: Path) -> str:
-    return _git(source, "rev-parse", "--show-toplevel").strip()
+    return run_git(source, "rev-parse", "--show-toplevel").strip()
 
 
 def changed_since(source: Path, ref: str) -> Changes:
@@ -161,17 +63,17 @@ def changed_since(source: Path, ref: str) -> Changes:
     would see. A REF that names nothing is a usage error."""
     try:
         top = _top(source)
-    except _GitFailed as exc:
+    except GitFailed as exc:
         raise UsageError(f"--changed-since needs a git repository: {exc}") from exc
     try:
-        _git(source, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    except _GitFailed as exc:
+        run_git(source, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except GitFailed as exc:
         raise UsageError(f"--changed-since: {ref!r} is not a commit in this repository") from exc
     try:
-        base = _git(source, "merge-base", ref, "HEAD").strip()
+        base = run_git(source, "merge-base", ref, "HEAD").strip()
         files = _diff(top, base)
-        files += _names(_git(Path(top), "ls-files", "-z", "--others", "--exclude-standard"))
-    except _GitFailed as exc:
+        files += _names(run_git(Path(top), "ls-files", "-z", "--others", "--exclude-standard"))
+    except GitFailed as exc:
         return Changes(files=None, note=f"cannot compare with {ref} ({exc}): running every step")
     changed = _under_source(source, top, files)
     return Changes(files=changed, note=f"{_count(changed)} changed since {ref} ({base[:10]})")
@@ -197,7 +99,7 @@ def pushed_changes(source: Path, ranges: str, remote: str) -> Changes:
                 ref, base, tip = pushed
                 files.update(_diff(top, base, tip))
                 compared.append(f"{_short_ref(ref)} {base[:10]}..{tip[:10]}")
-    except _GitFailed as exc:
+    except GitFailed as exc:
         return Changes(
             files=None, note=f"cannot tell what the push changes ({exc}): running every step"
         )
@@ -210,14 +112,14 @@ def pushed_changes(source: Path, ranges: str, remote: str) -> Changes:
 def _pushed_range(source: Path, fields: list[str], remote: str) -> tuple[str, str, str] | None:
     """(local ref, base, tip) of one pre-push line; None for a deleted ref."""
     if len(fields) != 4:
-        raise _GitFailed(f"unexpected pre-push line {' '.join(fields)!r}")
+        raise GitFailed(f"unexpected pre-push line {' '.join(fields)!r}")
     local_ref, local_sha, _remote_ref, remote_sha = fields
     if _ZERO_SHA.fullmatch(local_sha):
         return None  # a deleted ref: nothing new to check
     if _ZERO_SHA.fullmatch(remote_sha):
         return local_ref, _new_branch_base(source, local_sha, remote), local_sha
     # A force-push over commits this clone never fetched leaves nothing to compare with.
-    _git(source, "cat-file", "-e", f"{remote_sha}^{{commit}}")
+    run_git(source, "cat-file", "-e", f"{remote_sha}^{{commit}}")
     return local_ref, remote_sha, local_sha
 
 
@@ -226,7 +128,7 @@ def refs_changes(source: Path, from_ref: str, to_ref: str) -> Changes:
     try:
         top = _top(source)
         changed = _under_source(source, top, _diff(top, from_ref, to_ref))
-    except _GitFailed as exc:
+    except GitFailed as exc:
         return Changes(
             files=None, note=f"cannot compare {from_ref}..{to_ref} ({exc}): running every step"
         )
@@ -238,24 +140,24 @@ def refs_changes(source: Path, from_ref: str, to_ref: str) -> Changes:
 def _new_branch_base(source: Path, local_sha: str, remote: str) -> str:
     """Where a branch new on the remote forked from the remote's default branch."""
     default = _default_branch(source, remote)
-    return _git(source, "merge-base", default, local_sha).strip()
+    return run_git(source, "merge-base", default, local_sha).strip()
 
 
 def _default_branch(source: Path, remote: str) -> str:
     # `git push URL` hands the hook the URL as the remote's name: it has no tracking refs.
     try:
-        head = _git(source, "symbolic-ref", "--quiet", f"refs/remotes/{remote}/HEAD").strip()
-    except _GitFailed:
+        head = run_git(source, "symbolic-ref", "--quiet", f"refs/remotes/{remote}/HEAD").strip()
+    except GitFailed:
         head = ""
     candidates = [head] if head else []
     candidates += [f"refs/remotes/{remote}/main", f"refs/remotes/{remote}/master"]
     for candidate in candidates:
         try:
-            _git(source, "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}")
-        except _GitFailed:
+            run_git(source, "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}")
+        except GitFailed:
             continue
         return candidate
-    raise _GitFailed(f"a new branch, and no default branch of {remote!r} to compare it with")
+    raise GitFailed(f"a new branch, and no default branch of {remote!r} to compare it with")
 
 
 def _short_ref(ref: str) -> str:
@@ -264,11 +166,3 @@ def _short_ref(ref: str) -> str:
 
 def _count(files: frozenset[str]) -> str:
     return f"{len(files)} file{'s' if len(files) != 1 else ''}"
-
-
-def unchanged_reason(globs: Sequence[str] | None, changed: frozenset[str] | None) -> str | None:
-    """Why a step with `when.changed: globs` need not run, or None when it must run: it has no
-    such condition, the changes are unknown, or a changed file matches."""
-    if globs is None or changed is None or matching(globs, changed):
-        return None
-    return f"no changed file matches {', '.join(globs)}"

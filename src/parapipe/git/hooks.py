@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import shlex
 import stat
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from parapipe.errors import UsageError
 from parapipe.git.changes import Changes, pushed_changes, refs_changes
+from parapipe.git.runner import GitFailed, GitUnavailable, run_git
 from parapipe.model import Pipeline
 
 HOOK_NAME = "pre-push"
@@ -49,18 +49,12 @@ def hooks_dir(folder: Path) -> Path:
     """The hooks folder of the repository holding `folder` (core.hooksPath and worktrees
     included)."""
     try:
-        done = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "--git-path", "hooks"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        hooks = run_git(folder, "rev-parse", "--git-path", "hooks")
+    except GitUnavailable as exc:
         raise UsageError(f"cannot ask git where the hooks go: {exc}") from exc
-    if done.returncode != 0:
-        raise UsageError(f"{folder} is not in a git repository: a pre-push hook needs one")
-    return folder / done.stdout.strip()  # relative to `folder` unless git made it absolute
+    except GitFailed as exc:
+        raise UsageError(f"{folder} is not in a git repository: a pre-push hook needs one") from exc
+    return folder / hooks.strip()  # relative to `folder` unless git made it absolute
 
 
 def hook_script(spec: str, steps: Sequence[str], python: str = sys.executable) -> str:

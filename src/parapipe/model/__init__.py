@@ -1,16 +1,17 @@
 """The domain types: a pipeline as loaded from its spec, the image plan, a run's results.
 
 Every layer imports them from here (`from parapipe.model import Pipeline`); they import
-nothing of parapipe but `parapipe.errors`.
+nothing of parapipe but `parapipe.errors` (where `Location` lives, so errors stay a leaf).
 """
 
+from parapipe.errors import Location
+from parapipe.model.choices import ENGINE_CHOICES, ENGINE_NAMES, OUTPUT_MODES
 from parapipe.model.image import CA_BUNDLE_PATH, CA_ENV_VARS, ImagePlan
 from parapipe.model.labels import LABEL_CACHE, LABEL_PIPELINE, LABEL_RUN, LABEL_STEP
 from parapipe.model.pipeline import (
     DEFAULT_WORKDIR,
     DockerfileBuild,
     ImageSpec,
-    Location,
     Pipeline,
     Step,
 )
@@ -21,10 +22,13 @@ __all__ = [
     "CA_BUNDLE_PATH",
     "CA_ENV_VARS",
     "DEFAULT_WORKDIR",
+    "ENGINE_CHOICES",
+    "ENGINE_NAMES",
     "LABEL_CACHE",
     "LABEL_PIPELINE",
     "LABEL_RUN",
     "LABEL_STEP",
+    "OUTPUT_MODES",
     "AttemptResult",
     "DockerfileBuild",
     "ImagePlan",

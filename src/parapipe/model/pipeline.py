@@ -6,19 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from parapipe.errors import Location
+
 DEFAULT_WORKDIR = "/src"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Location:
-    """A place in a spec file; line and column count from 1, as editors show them."""
-
-    file: str
-    line: int
-    column: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,8 +24,9 @@ class DockerfileBuild:
 class ImageSpec:
     """`image`: the one image every step runs in."""
 
-    base: str | None  # `image.from`; exactly one of base / build is set
-    build: DockerfileBuild | None
+    # Where the base image comes from: `image.from` (an image reference) or `image.build`.
+    # One field, so that an image with neither or both cannot be made.
+    origin: str | DockerfileBuild
     source: Path  # absolute host folder copied into workdir
     exclude: tuple[str, ...]  # gitignore-style patterns, relative to source
     workdir: str

@@ -13,7 +13,7 @@ from typing import TextIO
 from rich.console import Console
 
 from parapipe.errors import UsageError
-from parapipe.model import Pipeline
+from parapipe.model import OUTPUT_MODES, Pipeline
 from parapipe.reporters.base import Reporter
 from parapipe.reporters.github import (
     GitHubAnnotations,
@@ -29,7 +29,7 @@ from parapipe.reporters.plain import PlainReporter, QuietReporter
 from parapipe.reporters.timeline import TimelineReporter
 from parapipe.run.state.history import load_durations
 
-MODES = ("auto", "tty", "plain", "quiet", "github")
+MODES = OUTPUT_MODES
 
 
 @dataclass(frozen=True, kw_only=True)

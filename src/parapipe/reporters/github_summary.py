@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from parapipe.graph import mermaid_lines
 from parapipe.model import RunInfo, RunResult, Status, StepResult
 from parapipe.reporters.base import Reporter
 from parapipe.reporters.report_file import ReportError
@@ -97,17 +98,13 @@ def _mermaid(
     result: RunResult, order: Sequence[str], needs: Mapping[str, Sequence[str]]
 ) -> list[str]:
     steps = ordered_steps(result, order)
-    ids = {step.name: f"s{index}" for index, step in enumerate(steps)}
-    lines = ["flowchart LR"]
-    for step in steps:
-        label = f"{step.name}<br/>{step.status.value} {format_duration(step.duration)}"
-        lines.append(f'    {ids[step.name]}["{_mermaid_text(label)}"]:::{_tone(step.status)}')
-    for step in steps:
-        lines.extend(
-            f"    {ids[need]} --> {ids[step.name]}"
-            for need in needs.get(step.name, ())
-            if need in ids
-        )
+    lines = mermaid_lines(
+        {step.name: needs.get(step.name, ()) for step in steps},
+        labels={
+            s.name: f"{s.name}<br/>{s.status.value} {format_duration(s.duration)}" for s in steps
+        },
+        classes={step.name: _tone(step.status) for step in steps},
+    )
     lines.extend(f"    classDef {name} {style}" for name, style in _MERMAID_CLASSES.items())
     return lines
 
@@ -120,10 +117,6 @@ def _tone(status: Status) -> str:
     if status is Status.ALLOWED_FAILURE:
         return "warn"
     return "off"
-
-
-def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;")
 
 
 def _cell(text: str) -> str:

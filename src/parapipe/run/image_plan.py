@@ -18,7 +18,7 @@ from typing import Final
 
 import pathspec
 
-from parapipe.errors import ImageBuildFailed, SpecError
+from parapipe.errors import ImageBuildFailed
 from parapipe.model import CA_BUNDLE_PATH, CA_ENV_VARS, LABEL_PIPELINE, ImagePlan, Pipeline
 
 # Bump when the way an image is made from the same inputs changes, so old tags stop matching.
@@ -34,9 +34,6 @@ ALWAYS_EXCLUDED: Final = frozenset({".git", ".parapipe"})
 # Git variables set by hooks (a pre-push hook runs us) would point `git ls-files` at another
 # index or work tree; these are the ones that only configure git and are safe to keep.
 _GIT_ENV_KEPT: Final = ("GIT_EXEC_PATH", "GIT_CONFIG_")
-
-# Dockerfile `ENV` and `WORKDIR` are single-line instructions: a line break cannot be quoted.
-_LINE_BREAKS: Final = re.compile(r"[\r\n]")
 
 
 def select_source_files(source: Path, exclude: Sequence[str]) -> list[str]:
@@ -73,18 +70,7 @@ def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
 
     Blocking (it runs git and reads every file): call it from a worker thread.
     """
-    spec = pipeline.image
-    if not spec.source.is_dir():
-        raise SpecError(f"the image source folder {spec.source} does not exist", spec.location)
-    if _LINE_BREAKS.search(spec.workdir):
-        raise SpecError("'image.workdir' cannot contain a line break", spec.location)
-    for name, value in spec.env.items():
-        if _LINE_BREAKS.search(value):
-            raise SpecError(
-                f"'image.env' {name}: a value baked into the image cannot contain a line break;"
-                " set it in the steps' env instead",
-                spec.location,
-            )
+    spec = pipeline.image  # checked when the spec was loaded (`parapipe.spec.image_checks`)
     files = tuple(select_source_files(spec.source, spec.exclude))
     ca_bundle = host_ca_bundle() if spec.host_ca else None
     env = dict(spec.env)

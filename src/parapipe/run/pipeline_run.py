@@ -16,7 +16,7 @@ from anyio.abc import TaskStatus
 
 from parapipe.engine.api import Engine
 from parapipe.errors import ImageBuildFailed, ParapipeError
-from parapipe.git.changes import unchanged_reason
+from parapipe.globs import unchanged_reason
 from parapipe.graph import needs_within, remaining_path_lengths, select_steps
 from parapipe.model import ImageResult, Pipeline, RunInfo, RunResult, Status, StepResult
 from parapipe.run.events import (

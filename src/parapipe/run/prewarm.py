@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from parapipe.engine.api import Engine
-from parapipe.git.changes import unchanged_reason
+from parapipe.globs import unchanged_reason
 from parapipe.graph import needs_within
 from parapipe.model import LABEL_PIPELINE, Pipeline, Prewarm, Status, StepResult
 from parapipe.run.events import (

@@ -11,8 +11,9 @@ from typing import Final
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from parapipe.git.changes import glob_problem
 from parapipe.spec import yaml_nodes
+from parapipe.spec.reader import NodeReader
+from parapipe.spec.when import read_globs
 from parapipe.spec.yaml_nodes import Entry, kind, quoted
 
 DATA_KEYS: Final = ("outputs", "inputs", "cache", "caches", "secrets")
@@ -29,107 +30,93 @@ class DataOptions:
     secrets: tuple[str, ...] = ()
 
 
-def read_data(keys: Mapping[str, Entry], where: str, file: str) -> DataOptions:
+def read_data(reader: NodeReader, keys: Mapping[str, Entry], where: str) -> DataOptions:
     return DataOptions(
-        outputs=_outputs(keys["outputs"].value, where, file) if "outputs" in keys else (),
-        inputs=_inputs(keys["inputs"].value, where, file) if "inputs" in keys else None,
-        cache=_boolean(keys["cache"].value, f"'cache' of {where}", file)
+        outputs=_outputs(reader, keys["outputs"].value, where) if "outputs" in keys else (),
+        inputs=_inputs(reader, keys["inputs"].value, where) if "inputs" in keys else None,
+        cache=_boolean(reader, keys["cache"].value, f"'cache' of {where}")
         if "cache" in keys
         else True,
-        caches=_caches(keys["caches"].value, where, file) if "caches" in keys else {},
-        secrets=_secrets(keys["secrets"].value, where, file) if "secrets" in keys else (),
+        caches=_caches(reader, keys["caches"].value, where) if "caches" in keys else {},
+        secrets=_secrets(reader, keys["secrets"].value, where) if "secrets" in keys else (),
     )
 
 
-def _outputs(node: Node, where: str, file: str) -> tuple[str, ...]:
+def _outputs(reader: NodeReader, node: Node, where: str) -> tuple[str, ...]:
     """Paths relative to the workdir, normalised (`dist/` and `./dist` are `dist`)."""
     what = f"'outputs' of {where}"
     paths: list[str] = []
-    for item in yaml_nodes.string_items(node, what, file):
+    for item in reader.string_items(node, what):
         text = yaml_nodes.scalar_text(item).strip()
         if not text:
-            raise yaml_nodes.error_at(f"{what} has an empty path", item, file)
+            raise reader.fail(f"{what} has an empty path", item)
         if text.startswith("/"):
-            raise yaml_nodes.error_at(
+            raise reader.fail(
                 f"output {quoted(text)} of {where} is absolute: give it relative to the workdir",
                 item,
-                file,
             )
         path = posixpath.normpath(text)
         if path == ".." or path.startswith("../"):
-            raise yaml_nodes.error_at(
-                f"output {quoted(text)} of {where} climbs out of the workdir", item, file
-            )
+            raise reader.fail(f"output {quoted(text)} of {where} climbs out of the workdir", item)
         if path == ".":
-            raise yaml_nodes.error_at(
+            raise reader.fail(
                 f"output {quoted(text)} of {where} is the whole workdir: name what it makes",
                 item,
-                file,
             )
         if path in paths:
-            raise yaml_nodes.error_at(f"{quoted(text)} is listed twice in {what}", item, file)
+            raise reader.fail(f"{quoted(text)} is listed twice in {what}", item)
         paths.append(path)
     return tuple(paths)
 
 
-def _inputs(node: Node, where: str, file: str) -> tuple[str, ...]:
+def _inputs(reader: NodeReader, node: Node, where: str) -> tuple[str, ...]:
     what = f"'inputs' of {where}"
-    globs: list[str] = []
-    for item in yaml_nodes.string_items(node, what, file):
-        glob = yaml_nodes.scalar_text(item)
-        problem = glob_problem(glob)
-        if problem is not None:
-            raise yaml_nodes.error_at(f"glob {quoted(glob)} in {what} {problem}", item, file)
-        globs.append(glob)
+    globs = read_globs(reader, node, what)
     if not globs:
-        raise yaml_nodes.error_at(
-            f"{what} must not be empty (leave it out to depend on the whole source)", node, file
+        raise reader.fail(
+            f"{what} must not be empty (leave it out to depend on the whole source)", node
         )
-    return tuple(globs)
+    return globs
 
 
-def _caches(node: Node, where: str, file: str) -> dict[str, str]:
+def _caches(reader: NodeReader, node: Node, where: str) -> dict[str, str]:
     what = f"'caches' of {where}"
     if not isinstance(node, MappingNode):
-        raise yaml_nodes.error_at(
+        raise reader.fail(
             f"{what} must be a mapping of cache names to paths, such as"
             f" '{{pip: /root/.cache/pip}}', not {kind(node)}",
             node,
-            file,
         )
     caches: dict[str, str] = {}
-    for entry in yaml_nodes.entries(node, file, what):
+    for entry in reader.entries(node, what):
         if not CACHE_NAME.fullmatch(entry.key):
-            raise yaml_nodes.error_at(
+            raise reader.fail(
                 f"invalid cache name {quoted(entry.key)} in {what}:"
                 " use letters, digits, '_', '.' and '-'",
                 entry.key_node,
-                file,
             )
         if not yaml_nodes.is_string(entry.value):
-            raise yaml_nodes.error_at(
+            raise reader.fail(
                 f"the path of cache {quoted(entry.key)} must be a string, not {kind(entry.value)}",
                 entry.value,
-                file,
             )
         path = yaml_nodes.scalar_text(entry.value)
         if not path.startswith("/"):
-            raise yaml_nodes.error_at(
+            raise reader.fail(
                 f"the path of cache {quoted(entry.key)} must be absolute, not {quoted(path)}",
                 entry.value,
-                file,
             )
         caches[entry.key] = posixpath.normpath(path)
     return caches
 
 
-def _secrets(node: Node, where: str, file: str) -> tuple[str, ...]:
+def _secrets(reader: NodeReader, node: Node, where: str) -> tuple[str, ...]:
     what = f"'secrets' of {where}"
     invalid = f"invalid secret name {{name}} in {what}: it becomes an environment variable"
-    return yaml_nodes.unique_names(node, what, file, SECRET_NAME, invalid)
+    return reader.unique_names(node, what, SECRET_NAME, invalid)
 
 
-def _boolean(node: Node, what: str, file: str) -> bool:
+def _boolean(reader: NodeReader, node: Node, what: str) -> bool:
     if not isinstance(node, ScalarNode) or node.tag != yaml_nodes.TAG_BOOL:
-        raise yaml_nodes.error_at(f"{what} must be true or false, not {kind(node)}", node, file)
-    return yaml_nodes.as_bool(node, file)
+        raise reader.fail(f"{what} must be true or false, not {kind(node)}", node)
+    return reader.as_bool(node)

@@ -11,6 +11,7 @@ from typing import Final
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
 from parapipe.spec import yaml_nodes
+from parapipe.spec.reader import NodeReader
 from parapipe.spec.yaml_nodes import Entry, kind, quoted
 
 EXECUTION_KEYS: Final = ("timeout", "retries", "retry_on", "allow_failure")
@@ -32,71 +33,66 @@ class ExecutionOptions:
 
 
 def read_execution(
-    keys: Mapping[str, Entry], where: str, file: str, base: ExecutionOptions
+    reader: NodeReader, keys: Mapping[str, Entry], where: str, base: ExecutionOptions
 ) -> ExecutionOptions:
     """The options given in `keys`, over `base` (the pipeline's `defaults`)."""
     options = base
     if "timeout" in keys:
-        options = replace(options, timeout=duration(keys["timeout"].value, where, file))
+        options = replace(options, timeout=duration(reader, keys["timeout"].value, where))
     if "retries" in keys:
-        options = replace(options, retries=retries(keys["retries"].value, where, file))
+        options = replace(options, retries=retries(reader, keys["retries"].value, where))
     if "retry_on" in keys:
-        codes, on_timeout = retry_on(keys["retry_on"].value, where, file)
+        codes, on_timeout = retry_on(reader, keys["retry_on"].value, where)
         options = replace(options, retry_on=codes, retry_on_timeout=on_timeout)
     if "allow_failure" in keys:
         value = keys["allow_failure"].value
         if not isinstance(value, ScalarNode) or value.tag != yaml_nodes.TAG_BOOL:
-            raise yaml_nodes.error_at(
-                f"'allow_failure' of {where} must be true or false, not {kind(value)}", value, file
+            raise reader.fail(
+                f"'allow_failure' of {where} must be true or false, not {kind(value)}", value
             )
-        options = replace(options, allow_failure=yaml_nodes.as_bool(value, file))
+        options = replace(options, allow_failure=reader.as_bool(value))
     return options
 
 
-def duration(node: Node, where: str, file: str) -> float:
+def duration(reader: NodeReader, node: Node, where: str) -> float:
     """`90s`, `10m`, `1h`, `1h30m`, `500ms` in seconds."""
     what = f"'timeout' of {where}"
     if isinstance(node, ScalarNode) and node.tag in (yaml_nodes.TAG_INT, yaml_nodes.TAG_FLOAT):
-        raise yaml_nodes.error_at(
-            f"{what} needs a unit: '{node.value}s', '{node.value}m' or '{node.value}h'", node, file
+        raise reader.fail(
+            f"{what} needs a unit: '{node.value}s', '{node.value}m' or '{node.value}h'", node
         )
     if not yaml_nodes.is_string(node):
-        raise yaml_nodes.error_at(
-            f"{what} must be a duration such as '90s', '10m' or '1h', not {kind(node)}", node, file
+        raise reader.fail(
+            f"{what} must be a duration such as '90s', '10m' or '1h', not {kind(node)}", node
         )
     text = yaml_nodes.scalar_text(node).strip()
     if not _DURATION.fullmatch(text):
-        raise yaml_nodes.error_at(
+        raise reader.fail(
             f"{what} must be a duration such as '90s', '10m' or '1h', not {quoted(text)}",
             node,
-            file,
         )
     seconds = sum(float(n) * _SECONDS_PER_UNIT[unit] for n, unit in _DURATION_PART.findall(text))
     if seconds <= 0:
-        raise yaml_nodes.error_at(f"{what} must be longer than 0", node, file)
+        raise reader.fail(f"{what} must be longer than 0", node)
     return seconds
 
 
-def retries(node: Node, where: str, file: str) -> int:
+def retries(reader: NodeReader, node: Node, where: str) -> int:
     what = f"'retries' of {where}"
     if not isinstance(node, ScalarNode) or node.tag != yaml_nodes.TAG_INT:
-        raise yaml_nodes.error_at(f"{what} must be a whole number, not {kind(node)}", node, file)
-    count = yaml_nodes.as_int(node, file)
+        raise reader.fail(f"{what} must be a whole number, not {kind(node)}", node)
+    count = reader.as_int(node)
     if not 0 <= count <= MAX_RETRIES:
-        raise yaml_nodes.error_at(
-            f"{what} must be between 0 and {MAX_RETRIES}, not {count}", node, file
-        )
+        raise reader.fail(f"{what} must be between 0 and {MAX_RETRIES}, not {count}", node)
     return count
 
 
-def retry_on(node: Node, where: str, file: str) -> tuple[frozenset[int], bool]:
+def retry_on(reader: NodeReader, node: Node, where: str) -> tuple[frozenset[int], bool]:
     """Exit codes (0-255) worth a retry, and whether the word `timeout` was among them."""
     what = f"'retry_on' of {where}"
     items = node.value if isinstance(node, SequenceNode) else [node]
     if isinstance(node, SequenceNode) and not items:
-        raise yaml_nodes.error_at(
-            f"{what} must not be empty (leave it out to retry any failure)", node, file
-        )
+        raise reader.fail(f"{what} must not be empty (leave it out to retry any failure)", node)
     codes: set[int] = set()
     on_timeout = False
     for item in items:
@@ -104,15 +100,12 @@ def retry_on(node: Node, where: str, file: str) -> tuple[frozenset[int], bool]:
             on_timeout = True
             continue
         if not isinstance(item, ScalarNode) or item.tag != yaml_nodes.TAG_INT:
-            raise yaml_nodes.error_at(
+            raise reader.fail(
                 f"each item of {what} must be an exit code (1-255) or 'timeout', not {kind(item)}",
                 item,
-                file,
             )
-        code = yaml_nodes.as_int(item, file)
+        code = reader.as_int(item)
         if not 1 <= code <= 255:
-            raise yaml_nodes.error_at(
-                f"{what}: {code} is not a failing exit code (1-255)", item, file
-            )
+            raise reader.fail(f"{what}: {code} is not a failing exit code (1-255)", item)
         codes.add(code)
     return frozenset(codes), on_timeout

@@ -6,7 +6,6 @@ spec is only composed into nodes and read from those here, each error pointing a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import NamedTuple, TypeGuard, TypeVar
 
@@ -197,36 +196,3 @@ def _merged(value: Node, file: str, where: str, merging: frozenset[int]) -> list
             raise SpecError(f"'<<' in {where} merges a mapping into itself", location(source, file))
         merged.extend(_entries(source, file, where, merging))
     return merged
-
-
-def error_at(message: str, node: Node, file: str) -> SpecError:
-    return SpecError(message, location(node, file))
-
-
-def string_items(node: Node, what: str, file: str) -> list[ScalarNode]:
-    """A string or a list of strings, as the nodes that hold them."""
-    items = node.value if isinstance(node, SequenceNode) else [node]
-    strings: list[ScalarNode] = []
-    for item in items:
-        if not is_string(item):
-            raise error_at(
-                f"{what} must be a string or a list of strings, not {kind(item)}", item, file
-            )
-        strings.append(item)
-    return strings
-
-
-def unique_names(
-    node: Node, what: str, file: str, pattern: re.Pattern[str], invalid: str
-) -> tuple[str, ...]:
-    """A name or a list of names, each matching `pattern` and given once; `invalid` is the
-    message for one that does not match, with `{name}` in it."""
-    names: list[str] = []
-    for item in string_items(node, what, file):
-        name = scalar_text(item)
-        if not pattern.fullmatch(name):
-            raise error_at(invalid.format(name=quoted(name)), item, file)
-        if name in names:
-            raise error_at(f"{quoted(name)} is listed twice in {what}", item, file)
-        names.append(name)
-    return tuple(names)

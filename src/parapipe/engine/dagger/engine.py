@@ -193,14 +193,12 @@ class DaggerEngine(Engine):
 
     async def resolve_base(self, image: ImageSpec, log: LineSink) -> str:
         client, _ = self._opened()
-        if image.base is not None:
-            container = client.container().from_(image.base)
-            failure = f"base image '{image.base}' could not be pulled by Dagger"
-        elif image.build is not None:
-            container = dockerfile_base(client, image.build, image)
-            failure = f"building the base image from {image.build.dockerfile} failed"
+        if isinstance(image.origin, str):
+            container = client.container().from_(image.origin)
+            failure = f"base image '{image.origin}' could not be pulled by Dagger"
         else:
-            raise SpecError("'image' needs 'from' or 'build'", image.location)
+            container = dockerfile_base(client, image.origin, image)
+            failure = f"building the base image from {image.origin.dockerfile} failed"
         try:
             evaluated = await container.sync()
             return await evaluated.id()

@@ -36,7 +36,6 @@ from parapipe.errors import (
     ImageBuildFailed,
     OutputError,
     ParapipeError,
-    SpecError,
 )
 from parapipe.model import ImagePlan, ImageSpec, Prewarm
 
@@ -88,18 +87,17 @@ class DockerEngine(Engine):
             raise EngineUnavailable(self.unavailable_message(_text(answer.stderr).splitlines()))
 
     async def resolve_base(self, image: ImageSpec, log: LineSink) -> str:
-        if image.base is not None:
-            return await self._local_or_pulled(image.base, log)
-        if image.build is None:
-            raise SpecError("'image' needs 'from' or 'build'", image.location)
+        if isinstance(image.origin, str):
+            return await self._local_or_pulled(image.origin, log)
+        build = image.origin
         flavour = await self._build_flavour()
         with tempfile.TemporaryDirectory(prefix="parapipe-base-") as scratch:
             iidfile = Path(scratch, "iid")
-            argv = argvs.base_build_argv(self.binary, image.build, iidfile, flavour.flags)
+            argv = argvs.base_build_argv(self.binary, build, iidfile, flavour.flags)
             code, tail = await self._stream(argv, log, env=flavour.env)
             if code != 0:
                 raise ImageBuildFailed(
-                    f"building the base image from {image.build.dockerfile} failed:"
+                    f"building the base image from {build.dockerfile} failed:"
                     f" {argvs.error_line(tail)}"
                 )
             return _read_image_id(iidfile, self.name)

@@ -133,7 +133,7 @@ def step_key(
 ) -> str:
     """Everything the step's result depends on. With `inputs`, the image counts without the
     content of the source files, plus the content of the files the globs match."""
-    from parapipe.git.changes import matching
+    from parapipe.globs import matching
 
     digest = hashlib.sha256()
 
