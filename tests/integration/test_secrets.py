@@ -7,16 +7,17 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.docker import BUSYBOX, remove_pipeline_images
+from tests.helpers.podman import why_podman_cannot_run
 from tests.helpers.project import Project
 
 pytestmark = pytest.mark.docker
@@ -186,32 +187,56 @@ def test_a_missing_secret_exits_2_with_one_located_line_before_anything_starts(
     assert run_cli(project, "lint", env=env).returncode == 0
 
 
-@pytest.mark.parametrize("own_container", [False, True], ids=["any-container", "docker-run"])
-def test_no_value_shows_in_ps_while_a_step_runs(
-    project: Project, tmp_path_factory: pytest.TempPathFactory, own_container: bool
+# Where each engine keeps a container's config on disk: a secret in `-e`/`--env-file` lands there.
+CONTAINER_CONFIGS = {
+    "docker": "/var/lib/docker/containers/*/*.json",
+    "podman": "/var/lib/containers/storage/overlay-containers/*/userdata/*.json",
+}
+# How a step may start: in a container the pool started ahead of it; in one of its own, because
+# the pool is off, because it mounts a cache, or created to copy its outputs out.
+MODES = {
+    "pooled": ("", ()),
+    "no-prewarm": ("", ("--no-prewarm",)),
+    "caches": ("caches: {c: /c}", ()),
+    "outputs": ("outputs: [out.txt]", ("--no-prewarm",)),
+}
+
+
+def _engine_ready(engine: str) -> None:
+    if engine == "podman":
+        why = why_podman_cannot_run()
+        if why is not None:
+            pytest.skip(why)
+
+
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+@pytest.mark.parametrize("mode", list(MODES))
+def test_no_value_is_in_ps_or_in_any_container_config_while_a_step_runs(
+    project: Project, tmp_path_factory: pytest.TempPathFactory, engine: str, mode: str
 ) -> None:
-    """Without caches the step may take a container started ahead of it while `first` ran
-    (its variables then arrive on stdin); a cache volume makes it `docker run` its own (`-e NAME`
-    and an env file)."""
+    """While a step with secrets runs, no value shows in `ps`, in `docker inspect`/`podman
+    inspect` of any container, or in the container configs the engine writes to disk: the
+    values reach the step on its stdin, whichever way its container started."""
+    _engine_ready(engine)
     outside = tmp_path_factory.mktemp("outside")
-    caches = "{c: /c}" if own_container else "{}"
+    extra, flags = MODES[mode]
     project.write_spec(f"""
         image: {{from: {BUSYBOX}}}
         steps:
           first: {{run: "true"}}
           hold:
             run:
-              - echo "started with $API_TOKEN $DOCKER_PASSWORD"
+              - echo "started with $API_TOKEN $DOCKER_PASSWORD"; echo held > out.txt
               - while [ ! -e /tmp/release ]; do sleep 0.1; done
             secrets: {SECRETS}
-            caches: {caches}
             needs: [first]
+            {extra}
     """)
     output = outside / "output.txt"
     with output.open("w") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "parapipe", "run", "-f", "ci.yaml", "--output", "plain",
-             "--secret-file", f"CERT={cert_file(outside)}"],
+             "--engine", engine, *flags, "--secret-file", f"CERT={cert_file(outside)}"],
             cwd=project.root, env=secret_env(), text=True, stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -220,43 +245,61 @@ def test_no_value_shows_in_ps_while_a_step_runs(
             assert process.poll() is None, output.read_text()
             assert time.monotonic() < deadline, f"the step never started:\n{output.read_text()}"
             time.sleep(0.1)
-        # The step holds until released: every sample is taken while `docker run` is alive.
-        samples = []
-        for _ in range(5):
-            samples.append(_ps())
-            time.sleep(0.05)
-        assert all(f"io.parapipe.pipeline={project.name}" in sample for sample in samples)
-        for sample in samples:
+        # The step holds until released: every sample is taken while its container runs.
+        for _ in range(3):
+            sample = _ps()
+            # The attached CLI: `run ... --label`, or `start` for a container `create`d.
+            assert f"io.parapipe.pipeline={project.name}" in sample or (
+                mode == "outputs" and "start --attach --interactive parapipe-" in sample
+            )
             assert_no_value(sample, "ps -eo args")
-        if own_container:
-            env_files = list(Path(tempfile.gettempdir()).glob("parapipe-secrets-*/env"))
-            assert env_files, "DOCKER_PASSWORD should travel in an env file"
-            for env_file in env_files:
-                assert env_file.stat().st_mode & 0o777 == 0o600
-                assert env_file.parent.stat().st_mode & 0o777 == 0o700
+            time.sleep(0.05)
+        containers = _containers(project, engine)
+        assert containers
+        inspected = subprocess.run(
+            [engine, "inspect", *containers], capture_output=True, text=True, check=True
+        ).stdout
+        assert_no_value(inspected, f"{engine} inspect")
+        configs = list(Path("/").glob(CONTAINER_CONFIGS[engine].lstrip("/")))
+        assert configs, f"{engine} keeps its containers' configs elsewhere"
+        for config in configs:
+            with suppress(OSError):  # a container removed meanwhile
+                assert_no_value(config.read_text(errors="replace"), str(config))
         # Idle containers started ahead of steps may be there too; releasing them is harmless.
-        for container in _containers(project):
-            subprocess.run(["docker", "exec", container, "touch", "/tmp/release"], check=False)
+        for container in containers:
+            subprocess.run([engine, "exec", container, "touch", "/tmp/release"], check=False)
         process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-            # Killed, parapipe cannot remove the container it started; the test does.
-            if left := _containers(project):
-                subprocess.run(["docker", "rm", "-f", *left], capture_output=True, check=False)
-        if own_container:
+        # Killed, parapipe cannot remove the container it started; the test does.
+        if left := _containers(project, engine):
+            subprocess.run([engine, "rm", "-f", *left], capture_output=True, check=False)
+        if mode == "caches":
             volume = f"parapipe-cache-{project.name}-c"
-            subprocess.run(["docker", "volume", "rm", volume], capture_output=True, check=False)
+            subprocess.run([engine, "volume", "rm", volume], capture_output=True, check=False)
+        if engine == "podman":
+            built = subprocess.run(
+                ["podman", "image", "ls", "-q", f"parapipe/{project.name}"],
+                capture_output=True, text=True, check=False,
+            ).stdout.split()  # fmt: skip
+            if built:
+                subprocess.run(["podman", "image", "rm", "-f", *set(built)], check=False)
     shown = output.read_text()
     assert process.returncode == 0, shown
     assert "started with *** ***" in shown
     assert_no_value(shown, "the output")
+    journal = project.last_run() / "pool.txt"  # none without the pool
+    pool = journal.read_text() if journal.exists() else ""
+    assert ("takes step 'hold'" in pool) is (mode == "pooled"), pool
+    if mode == "outputs":
+        assert (project.last_run() / "artifacts" / "hold" / "out.txt").read_text() == "held\n"
 
 
-def _containers(project: Project) -> list[str]:
+def _containers(project: Project, engine: str = "docker") -> list[str]:
     return subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=io.parapipe.pipeline={project.name}"],
+        [engine, "ps", "-aq", "--filter", f"label=io.parapipe.pipeline={project.name}"],
         capture_output=True, text=True, check=False,
     ).stdout.split()  # fmt: skip
 

@@ -106,6 +106,17 @@ def test_a_cli_that_exits_1(project: Path) -> None:
     assert f"check that `{cli} version` works" in line
 
 
+def test_a_cli_still_exiting_when_its_stdout_ends_is_judged_by_its_exit(project: Path) -> None:
+    # Under load, the SDK could find the CLI's stdout closed before the CLI had exited, and
+    # said it "exited without printing its connection details": here that happens every time.
+    body = 'exec >&-\nsleep 0.5\necho "Error: no container runtime found" >&2\nexit 1\n'
+    cli = fake_cli(project, "dagger", body)
+    line = one_line_exit_3(
+        parapipe(project, "--engine", "dagger", _EXPERIMENTAL_DAGGER_CLI_BIN=str(cli))
+    )
+    assert f"`{cli} session` failed: it exited with 1: Error: no container runtime found" in line
+
+
 def test_a_cli_that_never_prints_its_port_is_killed(project: Path) -> None:
     pid_file = project / "cli.pid"
     cli = fake_cli(project, "dagger", f"echo $$ > {pid_file}\nexec sleep 600\n")

@@ -25,6 +25,7 @@ from dagger.client._session import BaseConnection
 from gql.transport.exceptions import TransportQueryError, TransportServerError
 
 from parapipe.engine.api import StepRun, step_command
+from parapipe.engine.build_context import setup_command
 from parapipe.engine.dagger.engine import (
     DaggerEngine,
     dockerfile_base,
@@ -34,7 +35,6 @@ from parapipe.engine.dagger.engine import (
     step_container,
 )
 from parapipe.engine.dagger.probe import DaggerTarget
-from parapipe.engine.docker.argv import setup_command
 from parapipe.errors import EngineError, ImageBuildFailed, SpecError
 from parapipe.model import CA_BUNDLE_PATH, DockerfileBuild, ImagePlan, ImageSpec, Location
 from tests.helpers.steps import make_step_run

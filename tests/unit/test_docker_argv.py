@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from parapipe.engine import build_context, process
 from parapipe.engine.api import StepRun, step_command
 from parapipe.engine.docker import argv as argvs
 from parapipe.model import CA_BUNDLE_PATH, DockerfileBuild, ImagePlan
@@ -207,9 +208,11 @@ def test_dockerfile_text() -> None:
     # and the command.
     runs = lines[7:]
     assert [line[:5] for line in runs] == ["RUN [", "RUN ["]
-    assert json.loads(runs[0].removeprefix("RUN ")) == argvs.setup_command(1, "pip install -e .")
-    assert json.loads(runs[1].removeprefix("RUN ")) == argvs.setup_command(2, "echo 'done'")
-    assert argvs.setup_command(1, "pip install -e .")[-2:] == ["1", "pip install -e ."]
+    assert json.loads(runs[0].removeprefix("RUN ")) == build_context.setup_command(
+        1, "pip install -e ."
+    )
+    assert json.loads(runs[1].removeprefix("RUN ")) == build_context.setup_command(2, "echo 'done'")
+    assert build_context.setup_command(1, "pip install -e .")[-2:] == ["1", "pip install -e ."]
 
 
 def test_dockerfile_text_without_ca_env_or_setup() -> None:
@@ -245,7 +248,7 @@ def test_dockerfile_quote_refuses_line_breaks() -> None:
 def test_the_setup_script_announces_runs_and_marks_a_failure() -> None:
     # The script is plain sh: run it here, as the builder would in the image.
     ran = subprocess.run(
-        argvs.setup_command(2, "echo out; echo err >&2; exit 5"),
+        build_context.setup_command(2, "echo out; echo err >&2; exit 5"),
         capture_output=True,
         text=True,
         check=False,
@@ -256,12 +259,15 @@ def test_the_setup_script_announces_runs_and_marks_a_failure() -> None:
         "out",
         "parapipe: setup command 2 failed with exit 5",
     ]
-    assert argvs.setup_failure(ran.stdout.splitlines()[-1]) == (2, 5)
-    passed = subprocess.run(argvs.setup_command(1, "set -- a; true"), capture_output=True)
+    assert build_context.setup_failure(ran.stdout.splitlines()[-1]) == (2, 5)
+    passed = subprocess.run(build_context.setup_command(1, "set -- a; true"), capture_output=True)
     assert passed.returncode == 0
     # `sh -e`: a failing command in the middle stops the setup command.
     stopped = subprocess.run(
-        argvs.setup_command(1, "false\necho after"), capture_output=True, text=True, check=False
+        build_context.setup_command(1, "false\necho after"),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert stopped.returncode == 1
     assert stopped.stdout.splitlines()[-2:] == [
@@ -280,7 +286,7 @@ def test_the_setup_script_announces_runs_and_marks_a_failure() -> None:
     ],
 )
 def test_setup_failure(line: str, found: tuple[int, int] | None) -> None:
-    assert argvs.setup_failure(line) == found
+    assert build_context.setup_failure(line) == found
 
 
 def test_error_line_skips_help_pointers_and_blank_lines() -> None:
@@ -290,8 +296,8 @@ def test_error_line_skips_help_pointers_and_blank_lines() -> None:
         "Run 'docker run --help' for more information",
         "",
     ]
-    assert argvs.error_line(output) == "docker: Error response from daemon: No such image: x."
-    assert argvs.error_line([]) == "no error message"
+    assert process.error_line(output) == "docker: Error response from daemon: No such image: x."
+    assert process.error_line([]) == "no error message"
 
 
 def test_error_line_prefers_the_error_to_the_hint_after_it() -> None:
@@ -300,8 +306,8 @@ def test_error_line_prefers_the_error_to_the_hint_after_it() -> None:
         "       Install the buildx component to build images with BuildKit:",
         "       https://docs.docker.com/go/buildx/",
     ]
-    assert argvs.error_line(output) == output[0]
+    assert process.error_line(output) == output[0]
     # Without any line saying "error", the last one.
-    assert argvs.error_line(["Step 2/2 : COPY x .", "COPY failed: no source files"]) == (
+    assert process.error_line(["Step 2/2 : COPY x .", "COPY failed: no source files"]) == (
         "COPY failed: no source files"
     )

@@ -10,12 +10,15 @@ import pytest
 from anyio.abc import Process
 
 from parapipe.engine.docker.network import NetworkHolder, NetworkLender
+from parapipe.engine.process import Program
+
+DOCKER = Program(name="docker", binary="docker", install_hint="install Docker")
 
 pytestmark = pytest.mark.anyio
 
 
 def lender_with(*holders: str) -> NetworkLender:
-    lender = NetworkLender("docker", lambda _: None)
+    lender = NetworkLender(DOCKER, lambda _: None)
     for name in holders:
         # As `_start` leaves a holder whose ready line came.
         lender._holders[name] = NetworkHolder(name=name, process=cast(Process, None), up=True)

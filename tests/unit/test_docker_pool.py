@@ -10,6 +10,7 @@ import pytest
 
 from parapipe.engine.api import CacheVolume, StepRun, step_command
 from parapipe.engine.docker import argv as argvs
+from parapipe.engine.docker import loader
 from parapipe.engine.docker import pool as docker_pool
 from parapipe.model import LABEL_STEP, Prewarm
 from tests.helpers.steps import make_step_run
@@ -51,7 +52,7 @@ def test_a_pooled_container_is_created_as_a_step_container_but_for_its_command(
     # A step with outputs is `create`d, without `--rm`; its pooled container is kept too.
     run = step_run(outputs=("dist",) if keep else ())
     step_argv = argvs.run_argv("docker", run, "NAME", create=keep)
-    pool_argv = docker_pool.pool_run_argv("docker", request(), "NAME", NONCE, keep=keep)
+    pool_argv = argvs.pool_run_argv("docker", request(), "NAME", NONCE, keep=keep)
 
     assert step_argv[:2] == (["docker", "create"] if keep else ["docker", "run"])
     assert pool_argv[:3] == ["docker", "run", "-i"]
@@ -60,14 +61,14 @@ def test_a_pooled_container_is_created_as_a_step_container_but_for_its_command(
     assert pool_argv[pool_argv.index(IMAGE_ID) + 1 :] == [
         "sh",
         "-c",
-        docker_pool.LOADER,
+        loader.LOADER,
         "parapipe",
         NONCE,
     ]
     step_flags = step_argv[2:image]
     pool_flags = pool_argv[3 : pool_argv.index(IMAGE_ID)]
     step_label = f"{LABEL_STEP}={run.step}"
-    pool_label = f"{docker_pool.POOL_LABEL}=1"
+    pool_label = f"{argvs.POOL_LABEL}=1"
     assert _without(step_flags, "--label", step_label) == _without(
         pool_flags, "--label", pool_label
     )
@@ -80,7 +81,7 @@ def _without(flags: list[str], *pair: str) -> list[str]:
 
 
 def test_pool_container_names_never_meet_a_step_container_name() -> None:
-    name = docker_pool.pool_container_name("20260507-101500.123-ab12", 2)
+    name = argvs.pool_container_name("20260507-101500.123-ab12", 2)
     assert name == "parapipe-20260507-101500.123-ab12.pool-2"
     # A step called `pool` on its second attempt:
     assert argvs.container_name("20260507-101500.123-ab12", "pool", 2) != name
@@ -89,7 +90,7 @@ def test_pool_container_names_never_meet_a_step_container_name() -> None:
 def loaded(script: bytes, nonce: str = NONCE) -> subprocess.CompletedProcess[str]:
     """What the loader does with `script`, in the host's `sh`; stdout after the ready line."""
     done = subprocess.run(
-        ["sh", "-c", docker_pool.LOADER, "parapipe", nonce],
+        ["sh", "-c", loader.LOADER, "parapipe", nonce],
         input=script.decode(),
         capture_output=True,
         text=True,
@@ -98,14 +99,14 @@ def loaded(script: bytes, nonce: str = NONCE) -> subprocess.CompletedProcess[str
         env={"PATH": "/usr/bin:/bin", "IMAGE_VAR": "from-image"},
     )
     ready, _, rest = done.stdout.partition("\n")
-    assert ready.encode() == docker_pool.READY_LINE
+    assert ready.encode() == loader.READY_LINE
     return subprocess.CompletedProcess(done.args, done.returncode, rest, done.stderr)
 
 
 def logged(output: str, nonce: str = NONCE) -> tuple[list[str], int | None]:
     """The log lines a pooled step's output gives, and the exit code its marker said."""
     lines: list[str] = []
-    marker = docker_pool.ExitMarker(nonce, lines.append)
+    marker = loader.ExitMarker(nonce, lines.append)
     *complete, last = output.split("\n")
     for line in [*complete, *([last] if last else [])]:
         marker.log(line)
@@ -122,7 +123,7 @@ def test_the_loader_runs_the_step_command_with_the_step_env_exactly() -> None:
         env={"AWKWARD": AWKWARD, "EMPTY": ""},
         secrets={"SECRET": "hunter2 'x'"},
     )
-    done = loaded(docker_pool.step_script(run, NONCE))
+    done = loaded(loader.step_script(run, NONCE))
     assert done.stderr == ""
     assert done.returncode == 0
     lines, code = logged(done.stdout)
@@ -149,7 +150,7 @@ def test_a_pooled_step_logs_and_exits_as_its_own_container_would(
     direct = subprocess.run(
         step_command(commands), capture_output=True, text=True, timeout=30, check=False
     )
-    done = loaded(docker_pool.step_script(step_run(commands=commands), NONCE))
+    done = loaded(loader.step_script(step_run(commands=commands), NONCE))
     lines, code = logged(done.stdout)
     assert (code, done.returncode) == (direct.returncode, direct.returncode)
     assert lines == logged(direct.stdout)[0]
@@ -163,7 +164,7 @@ def test_without_its_marker_the_log_keeps_every_line() -> None:
 
 
 def test_the_loader_runs_nothing_without_its_nonce_line() -> None:
-    script = docker_pool.step_script(step_run(commands=("echo ran",)), NONCE)
+    script = loader.step_script(step_run(commands=("echo ran",)), NONCE)
     # Its CLI went away before the whole script got through: the container just ends.
     done = loaded(script.removesuffix(f"{NONCE}\n".encode()))
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
@@ -182,7 +183,7 @@ def test_the_loader_runs_nothing_without_its_nonce_line() -> None:
         ({"env": {"PPID": "1"}}, False),
         ({"secrets": {"EUID": "0"}}, False),
         ({"secrets": {"TOKEN": "x"}}, True),
-        ({"secrets": {"DOCKER_PASSWORD": "x"}}, False),
+        ({"secrets": {"DOCKER_PASSWORD": "x"}}, True),  # on stdin, as every secret
         ({"env": {"has-dash": "x"}}, False),
         ({"env": {"PATH": "/x", "HOME": "/y", "_ok1": "z"}}, True),
         ({"image_id": "sha256:" + "b" * 64}, False),

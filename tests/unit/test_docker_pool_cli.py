@@ -167,14 +167,16 @@ async def test_once_a_container_is_up_later_ones_start_in_a_holders_network(
 ) -> None:
     engine.prewarm(request(soon=2, limit=12))
     await until(lambda: "its network can be lent" in journal(tmp_path), "a holder is up")
-    holders = [call[1] for call in all_runs(calls) if ".net-" in call[1]]
-    # Two jobs: at most three holders, and none started before the first container was up.
-    assert 1 <= len(holders) <= 3
+    # None started before the first container was up.
     assert journal(tmp_path).index(" up\n") < journal(tmp_path).index(".net-1 starting")
     lines: list[str] = []
     for number in range(6):
         assert await engine.run_step(step(f"s{number}", "echo $GREETING"), lines.append) == 0
     assert lines.count("it's $HOME") == 6
+    # Read once the steps ran: a holder's (fake) CLI may record its call after it was started.
+    holders = [call[1] for call in all_runs(calls) if ".net-" in call[1]]
+    # Two jobs: at most three holders.
+    assert 1 <= len(holders) <= 3
     networks = [call[-1] for call in runs(calls) if call[-1].startswith("--network=")]
     assert networks, journal(tmp_path)
     assert {network.removeprefix("--network=container:") for network in networks} <= set(holders)

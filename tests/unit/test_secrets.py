@@ -1,10 +1,12 @@
 """Secrets without containers: where values come from, how they are masked, how they reach the
-engines (argv, env file, Dagger's chain), and what the runner does with them on the fake engine.
+engines (stdin, never argv or env; Dagger's chain), and what the runner does with them on the fake engine.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 from parapipe.engine.api import StepRun
 from parapipe.engine.dagger.engine import step_container
 from parapipe.engine.docker import argv as argvs
+from parapipe.engine.docker import loader
 from parapipe.engine.fake import FakeEngine, FakeStep
 from parapipe.errors import EngineError, ExitCode, SpecError, UsageError
 from parapipe.model import ImageResult, Location, RunResult, Status, Step, StepResult
@@ -183,44 +186,69 @@ def test_secrets_hand_a_step_its_values_and_fingerprints_and_never_show_them_in_
     assert TOKEN not in repr(secrets)
 
 
-# -- Docker and Podman: values never on the command line ----------------------------------
+# -- Docker and Podman: values on stdin, never in argv or config---------------------------------
 
 
 def make_run(secrets: dict[str, str], **env: str) -> StepRun:
     return make_step_run(step="publish", commands=("./publish",), env=env, secrets=secrets)
 
 
-def test_a_secret_reaches_docker_run_by_name_with_its_value_in_the_clis_environment() -> None:
-    run = make_run({"TOKEN": TOKEN, "PEM": PEM}, PLAIN="shown")
-    argv = argvs.run_argv("docker", run, "c1")
-    assert not any(TOKEN in arg or "MIIEvQ" in arg for arg in argv)
-    assert argv[argv.index("PLAIN") - 1 : argv.index("PLAIN") + 1] == ["-e", "PLAIN"]
-    for name in ("TOKEN", "PEM"):
-        assert argv[argv.index(name) - 1] == "-e"
-    assert argvs.run_cli_env(run) == {"PLAIN": "shown", "TOKEN": TOKEN, "PEM": PEM}
-    assert argvs.secret_env_file_text(run) is None
+NONCE = "0123456789abcdef0123456789abcdef"
+
+
+def test_a_secret_is_neither_in_docker_runs_argv_nor_in_its_environment() -> None:
+    # Not in the argv (`ps`), and not in the CLI's environment either: `-e NAME` would put the
+    # value in the container's config (`docker inspect`, the daemon's config.v2.json).
+    run = make_run({"TOKEN": TOKEN, "PEM": PEM, "DOCKER_PASSWORD": TOKEN}, PLAIN="shown")
+    with pytest.raises(ValueError, match="nonce"):
+        argvs.run_argv("docker", run, "c1")
+    for create in (False, True):
+        argv = argvs.run_argv("docker", run, "c1", create=create, nonce=NONCE)
+        assert not any(TOKEN in arg or "MIIEvQ" in arg for arg in argv)
+        assert not {"TOKEN", "PEM", "DOCKER_PASSWORD", "--env-file"} & set(argv)
+        assert argv[argv.index("PLAIN") - 1 : argv.index("PLAIN") + 1] == ["-e", "PLAIN"]
+        assert argv[2] == "-i"  # the secrets come on stdin
+        assert argv[argv.index(run.image_id) + 1 :] == loader.secrets_argv(run, NONCE)
+    assert argvs.step_cli_env(run.env) == {"PLAIN": "shown"}
     assert StepRun.__dataclass_fields__["secrets"].repr is False
     assert TOKEN not in repr(run)
 
 
-def test_a_secret_named_like_a_variable_the_cli_reads_goes_through_an_env_file() -> None:
-    # Through the CLI's environment DOCKER_HOST would redirect the CLI itself; as -e NAME=VALUE
-    # the value would show in `ps`.
-    run = make_run({"DOCKER_PASSWORD": TOKEN, "HTTPS_PROXY": "http://u:p4ss@proxy:3128"})
-    with pytest.raises(ValueError, match="env_file"):
-        argvs.run_argv("docker", run, "c1")
-    argv = argvs.run_argv("docker", run, "c1", env_file=Path("/tmp/x/env"))
-    assert argv[argv.index("--env-file") + 1] == "/tmp/x/env"
-    assert not any(TOKEN in arg or "p4ss" in arg for arg in argv)
-    assert "DOCKER_PASSWORD" not in argvs.run_cli_env(run)
-    assert argvs.secret_env_file_text(run) == (
-        f"DOCKER_PASSWORD={TOKEN}\nHTTPS_PROXY=http://u:p4ss@proxy:3128\n"
+def _loaded(run: StepRun, script: bytes) -> subprocess.CompletedProcess[str]:
+    """What a step's own container does with `script` on its stdin, in the host's `sh`."""
+    argv = argvs.run_argv("docker", run, "c1", nonce=NONCE)
+    return subprocess.run(
+        argv[argv.index(run.image_id) + 1 :],
+        input=script.decode(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
     )
 
 
-def test_a_multi_line_secret_named_like_a_cli_variable_cannot_be_handed_over() -> None:
-    with pytest.raises(EngineError, match="secret 'SSL_KEY' of step 'publish' has several lines"):
-        argvs.secret_env_file_text(make_run({"SSL_KEY": PEM}))
+def test_the_secrets_loader_exports_every_value_exactly_then_runs_the_step() -> None:
+    secrets = {"TOKEN": TOKEN, "PEM": PEM, "DOCKER_PASSWORD": "it's $HOME `id`"}
+    run = replace(make_run(secrets), commands=('printf "%s|" "$TOKEN" "$PEM" "$DOCKER_PASSWORD"',))
+    done = _loaded(run, loader.secrets_script(run, NONCE))
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.splitlines()[1] == f"{TOKEN}|{PEM.splitlines()[0]}"
+    assert done.stdout.endswith(f"{PEM.splitlines()[-1]}|it's $HOME `id`|")
+
+
+def test_a_step_whose_secrets_never_arrived_fails_without_running() -> None:
+    run = replace(make_run({"TOKEN": TOKEN}), commands=("echo ran",))
+    script = loader.secrets_script(run, NONCE)
+    done = _loaded(run, script.removesuffix(f"{NONCE}\n".encode()))
+    assert done.returncode == 125
+    assert "ran" not in done.stdout
+    assert "secrets did not reach its container" in done.stderr
+
+
+def test_a_secret_no_shell_can_export_fails_before_anything_starts() -> None:
+    with pytest.raises(EngineError, match="secret 'UID' of step 'publish' cannot be handed"):
+        loader.secrets_script(make_run({"UID": "1000"}), NONCE)
 
 
 # -- Dagger: a secret variable, never an env variable -------------------------------------

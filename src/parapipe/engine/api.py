@@ -103,8 +103,8 @@ class Engine(ABC):
 
     @abstractmethod
     async def resolve_base(self, image: ImageSpec, log: LineSink) -> str:
-        """Return the id of the base image: `image.base` as found locally (pulled if missing),
-        or the image built from `image.build`."""
+        """Return the id of the base image: `image.origin` found locally (pulled if missing)
+        when it is a reference, else the image built from its Dockerfile (`image.build`)."""
 
     @abstractmethod
     async def find_image(self, tag: str) -> str | None:

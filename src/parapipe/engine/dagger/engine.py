@@ -29,10 +29,14 @@ import dagger
 from dagger import dag
 
 from parapipe.engine.api import Engine, LineSink, StepRun, step_command
+from parapipe.engine.build_context import (
+    CONTEXT_CA_BUNDLE,
+    CONTEXT_SOURCE,
+    setup_command,
+    stage_build_context,
+)
 from parapipe.engine.dagger import probe as dagger_probe
 from parapipe.engine.dagger.probe import DaggerTarget, one_line
-from parapipe.engine.docker.argv import CONTEXT_CA_BUNDLE, CONTEXT_SOURCE, setup_command
-from parapipe.engine.docker.engine import stage_build_context
 from parapipe.errors import (
     EngineError,
     EngineUnavailable,

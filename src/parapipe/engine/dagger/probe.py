@@ -15,19 +15,19 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from importlib.util import find_spec
-from typing import Final
+from typing import Any, Final
 
 import anyio
 from anyio.abc import ByteReceiveStream
 
-from parapipe.engine.docker.argv import error_line
+from parapipe.engine import process
+from parapipe.engine.process import error_line
 from parapipe.errors import EngineUnavailable, UsageError
 
 SESSION_PORT_ENV: Final = "DAGGER_SESSION_PORT"  # set by `dagger run` for the command it runs
@@ -42,6 +42,9 @@ INSTALL_HINT: Final = (
 )
 
 _MAX_DETAIL: Final = 300
+_PROBE: Final = process.Program(name="dagger", binary=sys.executable, install_hint=INSTALL_HINT)
+# For the CLI to exit once it closed its stdout, before its exit status is read.
+_EXIT_WAIT: Final = 2.0
 _EXIT_STATUS: Final = re.compile(r"returned non-zero exit status (-?\d+)\.?\s*(.*)", re.DOTALL)
 
 
@@ -103,31 +106,20 @@ async def probe(target: DaggerTarget) -> str:
     timeout = probe_timeout()
     if not sdk_installed():
         raise EngineUnavailable(failure_message("sdk-missing", "", target))
-    process = await anyio.open_process(
-        [sys.executable, "-m", __name__],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **target.sdk_env()},
-        # Its own process group, which the CLI the SDK starts joins: one kill stops both.
-        start_new_session=True,
-    )
     answer = bytearray()
     stderr: list[bytes] = []
     finished = False
-    try:
+    # Its own process group, which the CLI the SDK starts joins: a kill stops both.
+    argv = [sys.executable, "-m", __name__]
+    async with process.spawn(_PROBE, argv, env=target.sdk_env()) as child:
         with anyio.move_on_after(timeout):
             async with anyio.create_task_group() as readers:
-                readers.start_soon(_read_answer, process.stdout, answer)
-                readers.start_soon(_drain, process.stderr, stderr)
-            await process.wait()
+                readers.start_soon(_read_answer, child.stdout, answer)
+                readers.start_soon(process.drain, child.stderr, stderr)
+            await child.wait()
             finished = True
-    finally:
         if not finished:
-            with suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-        with anyio.CancelScope(shield=True):
-            await process.aclose()
+            process.kill(child)
     result = _parse_answer(bytes(answer))
     if result is None:
         if not finished:
@@ -246,12 +238,6 @@ async def _read_answer(stream: ByteReceiveStream | None, into: bytearray) -> Non
             return
 
 
-async def _drain(stream: ByteReceiveStream | None, into: list[bytes]) -> None:
-    if stream is not None:
-        async for chunk in stream:
-            into.append(chunk)
-
-
 # -- the child -----------------------------------------------------------------------------
 
 
@@ -269,9 +255,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if version else 1
 
 
+def _judge_the_exit_once_it_is_known() -> None:
+    """Make the SDK wait for a CLI that closed its stdout before it judges how it ended.
+
+    The SDK reads the CLI's port line, and when it gets none, asks at once whether the CLI
+    exited: a CLI that is still exiting (under load, it can take a while) is then reported as
+    one that "exited without printing its connection details", and its exit code and error
+    message are lost. Waiting for it first gives "it exited with 1: Error: ..." every time.
+    """
+    from dagger import SessionError
+    from dagger.provisioning import _session
+
+    impatient = _session.get_connect_params
+
+    def patient(session: Any) -> Any:
+        try:
+            return impatient(session)
+        except SessionError:
+            cli = session.proc
+            if cli.returncode is not None or cli.stdout is None:
+                raise
+            # Its stdout ended: it is exiting, or it closed it and runs on (then it is not
+            # waited for long, and the SDK's own judgement stands).
+            with suppress(subprocess.TimeoutExpired):
+                cli.wait(_EXIT_WAIT)
+            if not cli.returncode:
+                raise
+            said = _session._read_session_stderr(session)
+            raise SessionError(_session.make_process_error_msg(cli, "", said)) from None
+
+    _session.get_connect_params = patient
+
+
 async def _connect_and_answer() -> str:
     import dagger
     from dagger import dag
+
+    _judge_the_exit_once_it_is_known()
 
     # No log_output: the SDK then keeps the CLI's last lines of stderr for its SessionError.
     async with dagger.connection(dagger.Config()):

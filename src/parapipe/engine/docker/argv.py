@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Final
 
 from parapipe.engine.api import CacheVolume, StepRun, step_command
-from parapipe.errors import EngineError
+from parapipe.engine.build_context import CONTEXT_CA_BUNDLE, CONTEXT_SOURCE, setup_command
+from parapipe.engine.docker import loader
 from parapipe.model import (
     CA_BUNDLE_PATH,
     LABEL_CACHE,
@@ -22,26 +23,12 @@ from parapipe.model import (
     LABEL_STEP,
     DockerfileBuild,
     ImagePlan,
+    Prewarm,
 )
 
-# Where `write_build_context` puts things inside the build context.
-CONTEXT_SOURCE: Final = "source"
-CONTEXT_CA_BUNDLE: Final = "ca-certificates.crt"
-CONTEXT_DOCKERFILE: Final = "Dockerfile"
-
-# Each setup command runs in its own `sh -e`, announced like a step's commands, and on failure
-# prints a marker naming it: the builders (legacy, BuildKit, Buildah) all word their own error
-# differently, the marker reads the same everywhere.
-_SETUP_SCRIPT: Final = (
-    "printf '$ %s\\n' \"$2\"; "
-    'sh -ec "$2" || { status=$?; '
-    'printf \'parapipe: setup command %s failed with exit %d\\n\' "$1" "$status"; '
-    'exit "$status"; }'
-)
-_SETUP_FAILURE: Final = re.compile(r"parapipe: setup command (\d+) failed with exit (\d+)\s*$")
-
-_ERROR_WORD: Final = re.compile(r"\berror\b", re.IGNORECASE)
-_ERROR_LOOKBACK: Final = 5
+CONTEXT_DOCKERFILE: Final = "Dockerfile"  # beside what `write_build_context` lays out
+POOL_LABEL: Final = "io.parapipe.pool"  # a container started ahead of the step it will run
+HOLDER_LABEL: Final = "io.parapipe.network-holder"  # a container that lends its network
 
 # Variables the engine's CLI reads itself. A step's value for one of these would change how
 # the CLI behaves (which daemon, which config, which proxy) if it came through the CLI's
@@ -161,16 +148,6 @@ def dockerfile_text(plan: ImagePlan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def setup_command(number: int, command: str) -> list[str]:
-    return ["sh", "-c", _SETUP_SCRIPT, "parapipe-setup", str(number), command]
-
-
-def setup_failure(line: str) -> tuple[int, int] | None:
-    """`(setup command number, exit code)` when `line` is the marker of a failed setup command."""
-    found = _SETUP_FAILURE.search(line)
-    return (int(found[1]), int(found[2])) if found else None
-
-
 def dockerfile_quote(value: str) -> str:
     """`value` as a double-quoted Dockerfile word: `\\`, `"` and `$` escaped, nothing expanded.
 
@@ -195,7 +172,23 @@ def container_name(run_id: str, step: str, attempt: int = 1) -> str:
 
     When characters had to be replaced, a short hash of the original keeps names distinct.
     """
-    wanted = f"parapipe-{run_id}-{step}" + (f".{attempt}" if attempt > 1 else "")
+    return valid_name(f"parapipe-{run_id}-{step}" + (f".{attempt}" if attempt > 1 else ""))
+
+
+def pool_container_name(run_id: str, number: int) -> str:
+    """`parapipe-<run_id>.pool-<n>`: a step's is `parapipe-<run_id>-<step>`, so the two never
+    meet, whatever the steps are called."""
+    return valid_name(f"parapipe-{run_id}.pool-{number}")
+
+
+def holder_name(run_id: str, number: int) -> str:
+    """`parapipe-<run_id>.net-<n>`: never the name of a step's container or a pooled one."""
+    return valid_name(f"parapipe-{run_id}.net-{number}")
+
+
+def valid_name(wanted: str) -> str:
+    """`wanted` made a valid container name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`). When characters had
+    to be replaced, a short hash of the original keeps names distinct."""
     name = re.sub(r"[^a-zA-Z0-9_.-]+", "-", wanted)
     if name != wanted:
         name += "-" + hashlib.sha256(wanted.encode()).hexdigest()[:8]
@@ -219,59 +212,92 @@ def step_cli_env(env: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in env.items() if passed_through_cli_env(name)}
 
 
-def run_cli_env(run: StepRun) -> dict[str, str]:
-    """The variables to add to the CLI's own environment for `run_argv`'s `-e NAME` flags: the
-    step's env and its secrets, except those whose names the CLI reads itself."""
-    secrets = {name: value for name, value in run.secrets.items() if passed_through_cli_env(name)}
-    return {**step_cli_env(run.env), **secrets}
+def container_argv(
+    binary: str,
+    verb: str,
+    name: str,
+    labels: Mapping[str, str],
+    *,
+    interactive: bool = False,
+    remove: bool = False,
+    network: str | None = None,
+) -> list[str]:
+    """`docker run`/`create` up to the image: every container parapipe starts (a step's own,
+    a pooled one, a network holder) is named, labelled, and never pulls its image."""
+    argv = [binary, verb, *(["-i"] if interactive else []), *(["--rm"] if remove else [])]
+    argv += ["--pull=never", "--name", name, *network_flags(network)]
+    for label, value in labels.items():
+        argv += ["--label", f"{label}={value}"]
+    return argv
 
 
-def secret_env_file_text(run: StepRun) -> str | None:
-    """The `--env-file` holding the secrets whose names the CLI reads itself (`DOCKER_PASSWORD`,
-    `HTTPS_PROXY`): through the CLI's environment they would change how it works, and on the
-    command line they would show in `ps`. None when there are none.
-
-    Both CLIs take an env file's values literally, one line each, so a value with a line break
-    cannot go there: that is an `EngineError` naming the secret.
-    """
-    lines: list[str] = []
-    for name, value in run.secrets.items():
-        if passed_through_cli_env(name):
-            continue
-        if "\n" in value or "\r" in value:
-            raise EngineError(
-                f"secret '{name}' of step '{run.step}' has several lines, and {name} is a"
-                " variable the container engine's CLI reads itself, so it could only reach the"
-                " container on a command line: give the secret another name"
-            )
-        lines.append(f"{name}={value}\n")
-    return "".join(lines) if lines else None
+def network_flags(holder: str | None) -> list[str]:
+    """The `run` flags of a container in `holder`'s network; none for a network of its own."""
+    return [] if holder is None else ["--network", f"container:{holder}"]
 
 
 def run_argv(
-    binary: str, run: StepRun, name: str, *, create: bool = False, env_file: Path | None = None
+    binary: str, run: StepRun, name: str, *, create: bool = False, nonce: str = ""
 ) -> list[str]:
     """`run` as `docker run`, or as `docker create` for a step whose files are copied in and
-    out around its start; values of `run_cli_env(run)` must be in the CLI's environment, and
-    `env_file` must hold `secret_env_file_text(run)` when that is not None."""
-    verb = ["create"] if create else ["run", "--rm"]
-    argv = [binary, *verb, "--pull=never", "--name", name]
+    out around its start; values of `step_cli_env(run.env)` must be in the CLI's environment.
+
+    A step with secrets reads them on stdin (`loader.secrets_argv`, with `nonce`): they are in
+    neither its argv nor its container's config.
+    """
     labels = {**run.labels, LABEL_RUN: run.run_id, LABEL_STEP: run.step}
-    for label, value in labels.items():
-        argv += ["--label", f"{label}={value}"]
+    interactive = bool(run.secrets)
+    if interactive and not nonce:
+        raise ValueError("run_argv needs the nonce of the step's secrets script")
+    verb = "create" if create else "run"
+    argv = container_argv(binary, verb, name, labels, interactive=interactive, remove=not create)
     for variable, value in run.env.items():
         argv += ["-e", variable if passed_through_cli_env(variable) else f"{variable}={value}"]
-    # A secret's value is never an argument: it comes from the CLI's environment or a file.
-    for variable in run.secrets:
-        if passed_through_cli_env(variable):
-            argv += ["-e", variable]
-    if env_file is not None:
-        argv += ["--env-file", str(env_file)]
-    elif any(not passed_through_cli_env(variable) for variable in run.secrets):
-        raise ValueError("run_argv needs the env_file of secret_env_file_text(run)")
     for cache in run.caches:
         argv += ["-v", f"{cache.name}:{cache.path}"]
-    return [*argv, "-w", run.workdir, run.image_id, *step_command(run.commands)]
+    command = loader.secrets_argv(run, nonce) if interactive else step_command(run.commands)
+    return [*argv, "-w", run.workdir, run.image_id, *command]
+
+
+def pool_run_argv(
+    binary: str,
+    request: Prewarm,
+    name: str,
+    nonce: str,
+    *,
+    keep: bool = False,
+    network: str | None = None,
+) -> list[str]:
+    """`docker run -i` for a pooled container: `run_argv`'s flags for a container of `request`,
+    with `loader.LOADER` in place of the step's label, env and command. `--rm` unless `keep`, as a
+    step with outputs is `create`d (without it) to copy them out once it stopped. In the network
+    of the holder `network`, if any."""
+    labels = {**request.labels, LABEL_RUN: request.run_id, POOL_LABEL: "1"}
+    argv = container_argv(
+        binary, "run", name, labels, interactive=True, remove=not keep, network=network
+    )
+    return [
+        *argv,
+        "-w",
+        request.workdir,
+        request.image_id,
+        "sh",
+        "-c",
+        loader.LOADER,
+        "parapipe",
+        nonce,
+    ]
+
+
+def holder_argv(binary: str, request: Prewarm, name: str) -> list[str]:
+    """A network holder: `loader.HOLDER_SCRIPT`, which keeps its network until its stdin ends."""
+    labels = {**request.labels, LABEL_RUN: request.run_id, HOLDER_LABEL: "1"}
+    argv = container_argv(binary, "run", name, labels, interactive=True, remove=True)
+    return [*argv, request.image_id, "sh", "-c", loader.HOLDER_SCRIPT]
+
+
+def entrypoint_argv(binary: str, image_id: str) -> list[str]:
+    return [binary, "image", "inspect", "--format", "{{json .Config.Entrypoint}}", image_id]
 
 
 def volume_inspect_argv(binary: str, volume: str) -> list[str]:
@@ -287,8 +313,9 @@ def volume_create_argv(binary: str, cache: CacheVolume) -> list[str]:
     return [*argv, cache.name]
 
 
-def start_argv(binary: str, name: str) -> list[str]:
-    return [binary, "start", "--attach", name]
+def start_argv(binary: str, name: str, *, interactive: bool = False) -> list[str]:
+    """Start a `create`d container, attached; `interactive`: with its stdin, for its secrets."""
+    return [binary, "start", "--attach", *(["--interactive"] if interactive else []), name]
 
 
 def copy_in_argv(binary: str, name: str, workdir: str) -> list[str]:
@@ -316,24 +343,6 @@ def volume_remove_argv(binary: str, volumes: Iterable[str]) -> list[str]:
 
 def list_run_containers_argv(binary: str, run_id: str) -> list[str]:
     return [binary, "ps", "-aq", "--no-trunc", "--filter", f"label={LABEL_RUN}={run_id}"]
-
-
-def error_line(lines: Iterable[str]) -> str:
-    """The line of a CLI's output that says what went wrong.
-
-    The last line saying "error" among the last few, since a CLI often follows its error with
-    a hint or a link; else simply the last line. Blank lines and pointers to `--help` do not
-    count.
-    """
-    meaningful = [
-        line.strip()
-        for line in lines
-        if line.strip() and not re.match(r"\s*(Run|See) '\S+ .*--help'", line)
-    ]
-    if not meaningful:
-        return "no error message"
-    recent = meaningful[-_ERROR_LOOKBACK:]
-    return next((line for line in reversed(recent) if _ERROR_WORD.search(line)), meaningful[-1])
 
 
 def normalized_image_id(image_id: str) -> str:

@@ -36,7 +36,6 @@ parapipe goes, it reads the end of its input, exits, and `--rm` removes it.
 
 from __future__ import annotations
 
-import re
 import subprocess
 from collections.abc import Callable
 from contextlib import suppress
@@ -47,34 +46,14 @@ import anyio
 from anyio.abc import Process, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from parapipe.model import LABEL_RUN, Prewarm
+from parapipe.engine import process
+from parapipe.engine.docker import loader
+from parapipe.engine.docker.argv import holder_argv, holder_name
+from parapipe.errors import EngineUnavailable
+from parapipe.model import Prewarm
 
-HOLDER_LABEL: Final = "io.parapipe.network-holder"
-READY_LINE: Final = b"parapipe-network: ready"
-# Reads until its stdin ends: parapipe closes it, or goes.
-HOLDER_SCRIPT: Final = "printf 'parapipe-network: ready\\n'; read -r line"
 CLOSE_WAIT: Final = 10.0  # for a holder to go once its stdin is closed
 BORROW_WAIT: Final = 10.0  # for a holder that is starting, when none can be lent
-# Holders in a row that ended before they were up: the lender then starts no more.
-_MAX_FAILED_STARTS: Final = 2
-
-
-def holder_name(run_id: str, number: int) -> str:
-    """`parapipe-<run_id>.net-<n>`: never the name of a step's container or a pooled one."""
-    return re.sub(r"[^a-zA-Z0-9_.-]+", "-", f"parapipe-{run_id}.net-{number}")
-
-
-def holder_argv(binary: str, request: Prewarm, name: str) -> list[str]:
-    argv = [binary, "run", "-i", "--rm", "--pull=never", "--name", name]
-    labels = {**request.labels, LABEL_RUN: request.run_id, HOLDER_LABEL: "1"}
-    for label, value in labels.items():
-        argv += ["--label", f"{label}={value}"]
-    return [*argv, request.image_id, "sh", "-c", HOLDER_SCRIPT]
-
-
-def network_flags(holder: str | None) -> list[str]:
-    """The `run` flags of a container in `holder`'s network; none for a network of its own."""
-    return [] if holder is None else ["--network", f"container:{holder}"]
 
 
 @dataclass(eq=False, kw_only=True)
@@ -103,8 +82,8 @@ class NetworkLender:
     waits for a step; a step starts in a holder's network only once no other step runs there
     (`claim`) and the container that ran one is gone."""
 
-    def __init__(self, binary: str, note: Callable[[str], None]) -> None:
-        self.binary = binary
+    def __init__(self, program: process.Program, note: Callable[[str], None]) -> None:
+        self.program = program
         self.tasks: TaskGroup | None = None  # set while the pool is open
         self.disabled = ""
         # Holders start once the run's first container is up: started with it, they would
@@ -115,7 +94,7 @@ class NetworkLender:
         self._changed = anyio.Event()  # set when a holder comes up, is freed or retires
         self._started = 0
         self._launching = 0  # holders asked for whose CLI is not started yet
-        self._failed_starts = 0
+        self._failed_starts = process.FailedStarts()  # holders that ended before they were up
 
     def borrow(
         self, container: str, *, for_step: bool = False, busy_too: bool = False
@@ -241,49 +220,39 @@ class NetworkLender:
         try:
             # Shielded: a holder started and then lost would only go when parapipe does.
             with anyio.CancelScope(shield=True):
-                process = await anyio.open_process(
-                    holder_argv(self.binary, request, name),
+                child = await process.start(
+                    self.program,
+                    holder_argv(self.program.binary, request, name),
                     stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
-                    start_new_session=True,  # a terminal's Ctrl-C is parapipe's to handle
                 )
-        except OSError as exc:
-            self._disable(f"cannot run `{self.binary}`: {exc.strerror or exc}")
+        except EngineUnavailable as exc:
+            self._disable(str(exc))
             return
         finally:
             self._launching -= 1
             self._signal()
-        holder = NetworkHolder(name=name, process=process)
+        holder = NetworkHolder(name=name, process=child)
         self._holders[name] = holder
         self._note(f"{name} starting (a network to lend)")
-        assert process.stdout is not None
-        output = BufferedByteReceiveStream(process.stdout)
-        line = b""
-        with suppress(
-            anyio.EndOfStream,
-            anyio.IncompleteRead,
-            anyio.DelimiterNotFound,
-            anyio.ClosedResourceError,
-            anyio.BrokenResourceError,
-        ):
-            line = await output.receive_until(b"\n", 4096)
-        if line == READY_LINE and not holder.retired:
+        assert child.stdout is not None
+        output = BufferedByteReceiveStream(child.stdout)
+        up = await process.ready_line(output, loader.HOLDER_READY_LINE)
+        if up and not holder.retired:
             holder.up = True
             self._signal()
-            self._failed_starts = 0
+            self._failed_starts.up()
             self._note(f"{name} is up: its network can be lent")
         else:
-            self._failed_starts += 1
             holder.ended = True
             self._retire(holder, "ended before it was up")
-            if self._failed_starts >= _MAX_FAILED_STARTS:
-                self._disable(f"{self._failed_starts} holders in a row ended before they were up")
+            if self._failed_starts.failed():
+                self._disable(
+                    f"{self._failed_starts.in_a_row} holders in a row ended before they were up"
+                )
             return
         # Read on until the holder ends: its CLI must never block on a full pipe.
-        with suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            async for _ in output:
-                pass
+        await process.drain(output)
         holder.ended = True
         self._retire(holder, "ended")
 
@@ -299,13 +268,6 @@ class NetworkLender:
             self._note(f"no more network holders: {why}")
 
     async def _end(self, holder: NetworkHolder) -> None:
-        process = holder.process
-        with anyio.move_on_after(CLOSE_WAIT):
-            await process.wait()
-        if process.returncode is None:
-            with suppress(ProcessLookupError):
-                process.kill()
-            # Killing the CLI leaves the container: it carries the run's label, for the
-            # runner's final sweep.
-        with anyio.move_on_after(CLOSE_WAIT):
-            await process.aclose()
+        # Killing the CLI leaves the container: it carries the run's label, for the runner's
+        # final sweep.
+        await process.reap(holder.process, wait=CLOSE_WAIT)

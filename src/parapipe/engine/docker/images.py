@@ -1,0 +1,157 @@
+"""Images through the Docker and Podman clients: the base image found, pulled or built, and the
+pipeline image built from its context."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import anyio
+import anyio.to_thread
+
+from parapipe.engine import process
+from parapipe.engine.api import LineSink
+from parapipe.engine.build_context import setup_failure, stage_build_context
+from parapipe.engine.docker import argv as argvs
+from parapipe.engine.docker import errors
+from parapipe.errors import EngineError, EngineUnavailable, ImageBuildFailed
+from parapipe.model import DockerfileBuild, ImagePlan
+
+QUERY_TIMEOUT: Final = 60.0  # inspect on a busy daemon
+PROBE_TIMEOUT: Final = 5.0  # `buildx version`
+
+
+@dataclass(frozen=True)
+class BuildFlavour:
+    """How to call `build` on this client: extra flags and environment."""
+
+    flags: tuple[str, ...] = ()
+    env: Mapping[str, str] | None = None
+
+
+async def docker_flavour(program: process.Program) -> BuildFlavour:
+    """BuildKit through buildx when the client has it, else the legacy builder.
+
+    Without buildx, a recent client falls back to the legacy builder on its own, or refuses to
+    build when DOCKER_BUILDKIT=1; asking for the builder explicitly gives the same behaviour
+    everywhere. `--progress=plain` keeps BuildKit's output line by line; `--force-rm` stops the
+    legacy builder leaving the container of a failed RUN behind.
+    """
+    wanted = os.environ.get("DOCKER_BUILDKIT", "").strip().lower()
+    if wanted:
+        buildkit = wanted not in ("0", "false")
+    else:
+        try:
+            with anyio.fail_after(PROBE_TIMEOUT):
+                probe = await process.capture(program, argvs.buildx_probe_argv(program.binary))
+            buildkit = probe.code == 0
+        except TimeoutError:
+            buildkit = False
+    if buildkit:
+        return BuildFlavour(("--progress=plain",), {"DOCKER_BUILDKIT": "1"})
+    return BuildFlavour(("--force-rm",), {"DOCKER_BUILDKIT": "0"})
+
+
+async def find_image(program: process.Program, tag: str) -> str | None:
+    answer = await process.query(program, argvs.image_id_argv(program.binary, tag), QUERY_TIMEOUT)
+    if answer.code == 0:
+        return argvs.normalized_image_id(answer.out) or None
+    if errors.means_no_such_image(answer.problem):
+        return None
+    raise EngineError(f"{program.name}: cannot look up image {tag}: {answer.problem}")
+
+
+async def local_or_pulled(program: process.Program, ref: str, log: LineSink) -> str:
+    found = await find_image(program, ref)
+    if found is not None:
+        return found
+    log(f"parapipe: {ref} is not available locally, pulling it")
+    code, tail = await process.stream(program, argvs.pull_argv(program.binary, ref), log)
+    found = await find_image(program, ref) if code == 0 else None
+    if found is None:
+        raise ImageBuildFailed(
+            f"base image '{ref}' is not available locally and could not be pulled:"
+            f" {process.error_line(tail)}"
+        )
+    return found
+
+
+async def build_base(
+    program: process.Program, build: DockerfileBuild, flavour: BuildFlavour, log: LineSink
+) -> str:
+    """`image.build`: the base image from the user's Dockerfile."""
+    with tempfile.TemporaryDirectory(prefix="parapipe-base-") as scratch:
+        iidfile = Path(scratch, "iid")
+        argv = argvs.base_build_argv(program.binary, build, iidfile, flavour.flags)
+        code, tail = await process.stream(program, argv, log, env=flavour.env)
+        if code != 0:
+            raise ImageBuildFailed(
+                f"building the base image from {build.dockerfile} failed:"
+                f" {process.error_line(tail)}"
+            )
+        return _read_image_id(iidfile, program.name)
+
+
+async def build_pipeline_image(
+    program: process.Program, plan: ImagePlan, flavour: BuildFlavour, log: LineSink
+) -> str:
+    """Build the pipeline image, tag it `plan.tag`, and return its id."""
+    scratch = tempfile.TemporaryDirectory(prefix="parapipe-build-")
+    try:
+        context = Path(scratch.name, "context")
+        iidfile = Path(scratch.name, "iid")
+        await stage_build_context(plan, context)
+        dockerfile = context / argvs.CONTEXT_DOCKERFILE
+        dockerfile.write_text(argvs.dockerfile_text(plan), encoding="utf-8")
+        failed_setup: tuple[int, int] | None = None
+
+        def watch(line: str) -> None:
+            nonlocal failed_setup
+            failed_setup = setup_failure(line) or failed_setup
+            log(line)
+
+        argv = argvs.build_argv(program.binary, context, plan.tag, iidfile, flavour.flags)
+        code, tail = await process.stream(program, argv, watch, env=flavour.env)
+        if code != 0:
+            if failed_setup is not None and 1 <= failed_setup[0] <= len(plan.setup):
+                number, status = failed_setup
+                command = _first_line(plan.setup[number - 1])
+                raise ImageBuildFailed(
+                    f"setup command {number} `{command}` failed with exit {status}"
+                )
+            raise ImageBuildFailed(f"building image {plan.tag} failed: {process.error_line(tail)}")
+        return _read_image_id(iidfile, program.name)
+    finally:
+        # The copy of a large tree takes a while to delete: not on the event loop.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(scratch.cleanup)
+
+
+async def entrypoint(program: process.Program, image_id: str) -> str | None:
+    """The image's ENTRYPOINT as JSON (`null` or `[]` when it has none); None when it cannot be
+    read."""
+    argv = argvs.entrypoint_argv(program.binary, image_id)
+    try:
+        answer = await process.query(program, argv, QUERY_TIMEOUT)
+    except (EngineError, EngineUnavailable):
+        return None
+    return answer.out.strip() if answer.code == 0 else None
+
+
+def _first_line(command: str) -> str:
+    lines = command.strip().splitlines() or [""]
+    return lines[0] + (" …" if len(lines) > 1 else "")
+
+
+def _read_image_id(iidfile: Path, engine: str) -> str:
+    try:
+        image_id = iidfile.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise EngineError(f"{engine}: the build succeeded but wrote no image id") from exc
+    if not image_id:
+        raise EngineError(f"{engine}: the build succeeded but wrote no image id")
+    return image_id
