@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 from parapipe.errors import ExitCode, ParapipeError
+from parapipe.run.state.atomic import write_text_atomically
 
 _TAIL_BYTES = 64 * 1024  # enough for the last lines of any log, without reading a huge one
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -56,15 +56,6 @@ def check_report_path(path: Path, flag: str) -> None:
 def write_report(path: Path, text: str, flag: str) -> None:
     """Write `text` to `path` atomically: a reader never sees half a report."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(text)
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_text_atomically(path, text)
     except OSError as exc:
         raise ReportError(f"{flag} {path}: cannot write it ({exc.strerror or exc})") from exc

@@ -7,13 +7,12 @@ pipeline. Written atomically, so two runs at once never leave a torn file (the l
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from parapipe.model import Status, StepResult
+from parapipe.run.state.atomic import write_text_atomically
 
 DURATIONS_FILE = "durations.json"
 KEPT_SAMPLES = 5
@@ -33,15 +32,7 @@ def record_durations(state_dir: Path, pipeline: str, results: Mapping[str, StepR
             kept = samples.setdefault(result.name, [])
             kept.append(round(result.duration, 3))
             del kept[:-KEPT_SAMPLES]
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=state_dir, prefix=".durations-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump(every, file, indent=1, sort_keys=True)
-        os.replace(temporary, state_dir / DURATIONS_FILE)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomically(state_dir / DURATIONS_FILE, json.dumps(every, indent=1, sort_keys=True))
 
 
 def _load(state_dir: Path) -> dict[str, dict[str, list[float]]]:
