@@ -1,9 +1,9 @@
 """The command line, the only place that wires the layers together. `parser.py` defines the
-commands and `requests.py` the typed values they parse into; `run.py`, `hook.py`, `export.py`,
-`cache.py` and `spec_commands.py` carry them out. `main` is the `parapipe` entry point and the
-one place an error becomes what the user sees: one line (`FILE:LINE:COL: message` when it has
-a place) and a documented exit code. A bug's traceback goes to the run's folder instead (see
-`run.pipeline_run`)."""
+commands and `requests.py` the typed values they parse into; `run.py`, `watch.py`, `hook.py`,
+`export.py`, `cache.py` and `spec_commands.py` carry them out. `main` is the `parapipe` entry
+point and the one place an error becomes what the user sees: one line (`FILE:LINE:COL: message`
+when it has a place) and a documented exit code. A bug's traceback goes to the run's folder
+instead (see `run.pipeline_run`)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,12 @@ from parapipe.cli.requests import (
     Request,
     RunRequest,
     ValidateRequest,
+    WatchRequest,
     request_from,
 )
 from parapipe.cli.run import run_command
 from parapipe.cli.spec_commands import graph_command, validate_command
+from parapipe.cli.watch import watch_command
 from parapipe.errors import ExitCode, ParapipeError, SpecError
 
 __all__ = ["main"]
@@ -53,6 +55,8 @@ def _dispatch(request: Request) -> int:
     match request:
         case RunRequest():
             return run_command(request)
+        case WatchRequest():
+            return watch_command(request)
         case ValidateRequest():
             return validate_command(request)
         case GraphRequest():

@@ -173,6 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="a secret's value read from a file, without one trailing newline (repeatable)",
     )
 
+    commands.add_parser(
+        "watch",
+        parents=[run],  # every option of `run`, shared rather than repeated
+        add_help=False,  # `run`'s own -h comes with them
+        help="run the steps, then again whenever a source file changes",
+        description="Run the steps as 'parapipe run' does, then run them again whenever a file "
+        "that goes into the image changes (under image.source, neither git-ignored nor "
+        "matched by image.exclude). A change during a run stops it at once, its containers "
+        "killed and removed, and starts the next. The step cache and each step's inputs "
+        "decide what actually runs again. Ctrl-C ends the watch (exit 130).",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
     validate = commands.add_parser(
         "validate",
         help="check the spec without running anything",

@@ -56,6 +56,13 @@ class RunRequest:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WatchRequest:
+    """`parapipe watch`: the run it repeats on every change, with `parapipe run`'s options."""
+
+    run: RunRequest
+
+
+@dataclass(frozen=True, kw_only=True)
 class ValidateRequest:
     spec: Path
 
@@ -103,6 +110,7 @@ class CachePruneRequest:
 
 Request = (
     RunRequest
+    | WatchRequest
     | ValidateRequest
     | GraphRequest
     | ExportGithubRequest
@@ -118,6 +126,8 @@ def request_from(args: argparse.Namespace) -> Request:
     for a value argparse cannot check itself: a `--steps` list, a `--max-size`."""
     if args.command == "run":
         return _run_request(args)
+    if args.command == "watch":
+        return WatchRequest(run=_run_request(args))
     if args.command == "validate":
         return ValidateRequest(spec=args.spec)
     if args.command == "graph":

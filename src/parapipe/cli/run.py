@@ -25,10 +25,20 @@ def run_loaded(pipeline: Pipeline, request: RunRequest, changes: Changes | None 
     """`parapipe run` on a loaded pipeline; `changes` are the pushed changes when a pre-push
     hook runs it."""
     from parapipe.graph import select_steps
+
+    options = run_options(pipeline, request, changes)
+    # An unknown step or an unwritable report is a usage error before any engine is contacted.
+    select_steps(pipeline, options.steps, with_needs=not options.no_deps)
+    reports = check_run_request(request)
+    return start_run(pipeline, options, request.engine, request.output, reports)
+
+
+def run_options(pipeline: Pipeline, request: RunRequest, changes: Changes | None) -> RunOptions:
+    """What the run layer takes from `request` (see `run_loaded`)."""
     from parapipe.run.pipeline_run import RunOptions
     from parapipe.run.secrets import parse_secret_flags
 
-    options = RunOptions(
+    return RunOptions(
         steps=request.steps,
         jobs=request.jobs,
         keep_going=request.keep_going,
@@ -40,10 +50,6 @@ def run_loaded(pipeline: Pipeline, request: RunRequest, changes: Changes | None 
         prewarm=request.prewarm,
         secrets=parse_secret_flags(request.secret_flags, request.secret_file_flags),
     )
-    # An unknown step or an unwritable report is a usage error before any engine is contacted.
-    select_steps(pipeline, options.steps, with_needs=not options.no_deps)
-    reports = check_run_request(request)
-    return start_run(pipeline, options, request.engine, request.output, reports)
 
 
 def start_run(

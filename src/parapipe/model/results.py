@@ -100,6 +100,7 @@ class RunResult:
             return ExitCode.ENGINE
         if self.image is not None and self.image.status is Status.FAILED:
             return ExitCode.STEP_FAILED
-        if any(r.status.failed or r.status is Status.CANCELLED for r in self.steps.values()):
+        stopped = (Status.CANCELLED, Status.INTERRUPTED)  # INTERRUPTED without a signal: watch
+        if any(r.status.failed or r.status in stopped for r in self.steps.values()):
             return ExitCode.STEP_FAILED
         return ExitCode.OK

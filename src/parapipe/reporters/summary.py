@@ -205,6 +205,8 @@ def _exit_meaning(result: RunResult) -> str:
         return "the container engine failed"
     if result.image is not None and result.image.status is Status.FAILED:
         return "the image could not be built"
+    if any(r.status is Status.INTERRUPTED for r in result.steps.values()):
+        return "stopped before the end"  # by `parapipe watch`, for the next run
     return "a step did not pass"
 
 

@@ -19,6 +19,7 @@ from parapipe.errors import ImageBuildFailed, ParapipeError
 from parapipe.globs import unchanged_reason
 from parapipe.graph import needs_within, remaining_path_lengths, select_steps
 from parapipe.model import ImageResult, Pipeline, RunInfo, RunResult, Status, StepResult
+from parapipe.run.control import RunControl
 from parapipe.run.events import (
     EventStream,
     ImageFinished,
@@ -87,9 +88,11 @@ async def run_pipeline(
     engine: Engine,
     engine_reason: str = "given by the caller",
     selection: RunSelection | None = None,
+    control: RunControl | None = None,
 ) -> RunResult:
     """Run `pipeline` on `engine`, publishing its events to `subscribers` (and to the prewarm,
-    unless `options.prewarm` is off). Usage errors are raised before `engine` is used."""
+    unless `options.prewarm` is off). Usage errors are raised before `engine` is used. With a
+    `control`, its caller stops the run and owns the signals (see `run.control`)."""
     selection = selection or select_run(pipeline, options)
     secrets = selection.secrets
     folder = RunFolder.create(pipeline.state_dir)
@@ -115,6 +118,7 @@ async def run_pipeline(
         folder,
         secrets=secrets,
         brought_in=selection.brought_in,
+        control=control,
     )
     try:
         return await run.execute()
@@ -143,8 +147,10 @@ class PipelineRun:
         *,
         secrets: Secrets | None = None,
         brought_in: Mapping[str, BroughtIn] | None = None,
+        control: RunControl | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.control = control
         self.brought_in = dict(brought_in or {})
         self.secrets = secrets or Secrets()
         self.names = names
@@ -184,6 +190,7 @@ class PipelineRun:
             on_finish=self._step_finished,
         )
         self._image_scope = anyio.CancelScope()
+        self._run_scope = anyio.CancelScope()
 
     async def execute(self) -> RunResult:
         started_at, started = time.time(), time.monotonic()
@@ -211,7 +218,11 @@ class PipelineRun:
                 anyio.create_task_group() as task_group,
             ):
                 try:
-                    await task_group.start(self._watch_signals, task_group.cancel_scope)
+                    self._run_scope = task_group.cancel_scope
+                    if self.control is None:
+                        await task_group.start(self._watch_signals)
+                    else:
+                        self.control.attach(self)
                     if self._every_step_unchanged():
                         await self.scheduler.run()  # no step needs the image: do not build it
                     else:
@@ -255,19 +266,26 @@ class PipelineRun:
             )
         return ""
 
-    async def _watch_signals(
-        self, run_scope: anyio.CancelScope, *, task_status: TaskStatus[None]
-    ) -> None:
+    async def _watch_signals(self, *, task_status: TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             task_status.started()
             async for signum in signals:
                 if self.signal is None:
-                    self.signal = signum
-                    self._image_scope.cancel()
-                    self.scheduler.interrupt()
+                    self.interrupt(signum)
                 else:
-                    # A second signal: stop waiting for anything; the sweep still runs.
-                    run_scope.cancel()
+                    self.abandon()  # a second signal
+
+    def interrupt(self, signum: int | None) -> None:
+        """Stop the image build and the running steps, start no more; `signum` (None: not a
+        signal, the caller's own stop) becomes the run's signal."""
+        if self.signal is None:
+            self.signal = signum
+        self._image_scope.cancel()
+        self.scheduler.interrupt()
+
+    def abandon(self) -> None:
+        """Stop waiting for anything; the sweep still runs."""
+        self._run_scope.cancel()
 
     async def _prepare_image(self) -> ImageResult:
         """Resolve the base, then reuse the image tagged with the content hash or build it."""
