@@ -133,17 +133,18 @@ def build_argv(
     ]
 
 
-def dockerfile_text(plan: ImagePlan, *, cache_mounts: bool = False) -> str:
+def dockerfile_text(plan: ImagePlan, *, cache_mounts: bool = False, base: str = "") -> str:
     """The Dockerfile of the pipeline image, for a context made by `write_build_context`.
 
     Values are quoted for the Dockerfile parser (which expands `$` in ENV, LABEL and WORKDIR);
     RUN and COPY use the JSON form, which has no shell quoting at all. The stages go in the
     order they change least often (base, prepare, source, setup), so the builder's layer cache
     keeps `prepare` across source edits. `cache_mounts` (BuildKit and Buildah) mounts
-    `image.caches` while prepare and setup run; they never become part of a layer.
+    `image.caches` while prepare and setup run; they never become part of a layer. `base`
+    names the base image for BuildKit, which cannot start `FROM` an image id.
     """
     mounts = _cache_mounts(plan) if cache_mounts else ""
-    lines = [f"# parapipe {plan.tag}", f"FROM {plan.base_id}"]
+    lines = [f"# parapipe {plan.tag}", f"FROM {base or plan.base_id}"]
     if plan.labels:
         lines.append("LABEL " + _assignments(plan.labels))
     if plan.ca_bundle is not None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final
 
@@ -19,10 +21,11 @@ import anyio
 import anyio.to_thread
 
 from parapipe.engine import process
-from parapipe.errors import EngineUnavailable
+from parapipe.errors import EngineError, EngineUnavailable
 
 PROBE_TIMEOUT: Final = 30.0  # a BuildKit build of one FROM line, on a busy daemon
 DISTRIBUTION_CLIENT: Final = "/usr/bin/docker"
+HASH_LENGTH: Final = 20
 
 # binary on PATH -> the client that builds with BuildKit, or None when none does.
 _verdicts: dict[str, str | None] = {}
@@ -50,20 +53,40 @@ async def buildkit_client(program: process.Program, base_id: str) -> str | None:
     verdict: str | None = None
     with tempfile.TemporaryDirectory(prefix="parapipe-buildkit-probe-") as scratch:
         dockerfile = Path(scratch, "Dockerfile")
-        await anyio.to_thread.run_sync(dockerfile.write_text, f"FROM {base_id}\n")
-        for binary in candidates(program.binary):
-            client = process.Program(
-                name=program.name, binary=binary, install_hint=program.install_hint
-            )
-            try:
-                with anyio.fail_after(PROBE_TIMEOUT):
-                    answer = await process.capture(
-                        client, probe_argv(binary, Path(scratch)), env={"DOCKER_BUILDKIT": "1"}
-                    )
-            except (TimeoutError, EngineUnavailable):
-                continue
-            if answer.code == 0:
-                verdict = binary
-                break
+        async with base_reference(program, base_id) as reference:
+            await anyio.to_thread.run_sync(dockerfile.write_text, f"FROM {reference}\n")
+            verdict = await _first_answering(program, Path(scratch))
     _verdicts[program.binary] = verdict
     return verdict
+
+
+@asynccontextmanager
+async def base_reference(program: process.Program, base_id: str) -> AsyncIterator[str]:
+    """A temporary tag for `base_id`: BuildKit reads `FROM` as a name to resolve, and an image
+    id is not one. The tag goes afterwards; the image itself stays."""
+    reference = f"parapipe-base:{base_id.rpartition(':')[2][:HASH_LENGTH]}"
+    tagged = await process.query(program, [program.binary, "tag", base_id, reference], 60.0)
+    if tagged.code != 0:
+        raise EngineError(f"{program.name}: cannot tag the base image: {tagged.problem}")
+    try:
+        yield reference
+    finally:
+        with anyio.CancelScope(shield=True):
+            await process.query(program, [program.binary, "image", "rm", reference], 60.0)
+
+
+async def _first_answering(program: process.Program, context: Path) -> str | None:
+    for binary in candidates(program.binary):
+        client = process.Program(
+            name=program.name, binary=binary, install_hint=program.install_hint
+        )
+        try:
+            with anyio.fail_after(PROBE_TIMEOUT):
+                answer = await process.capture(
+                    client, probe_argv(binary, context), env={"DOCKER_BUILDKIT": "1"}
+                )
+        except (TimeoutError, EngineUnavailable):
+            continue
+        if answer.code == 0:
+            return binary
+    return None

@@ -130,27 +130,43 @@ async def build_pipeline_image(
         context = Path(scratch.name, "context")
         iidfile = Path(scratch.name, "iid")
         await stage_build_context(plan, context)
-        dockerfile = context / argvs.CONTEXT_DOCKERFILE
+        if flavour.cache_mounts and flavour.binary is not None:
+            async with buildkit.base_reference(program, plan.base_id) as base:
+                text = argvs.dockerfile_text(plan, cache_mounts=True, base=base)
+                return await _build(program, plan, flavour, context, text, iidfile, log)
         text = argvs.dockerfile_text(plan, cache_mounts=flavour.cache_mounts)
-        dockerfile.write_text(text, encoding="utf-8")
-        failed: tuple[str, int, int] | None = None
-
-        def watch(line: str) -> None:
-            nonlocal failed
-            failed = stage_failure(line) or failed
-            log(line)
-
-        argv = argvs.build_argv(program.binary, context, plan.tag, iidfile, flavour.flags)
-        code, tail = await process.stream(program, argv, watch, env=flavour.env)
-        if code != 0:
-            if (message := failed_command(plan, failed)) is not None:
-                raise ImageBuildFailed(message)
-            raise ImageBuildFailed(f"building image {plan.tag} failed: {process.error_line(tail)}")
-        return _read_image_id(iidfile, program.name)
+        return await _build(program, plan, flavour, context, text, iidfile, log)
     finally:
         # The copy of a large tree takes a while to delete: not on the event loop.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(scratch.cleanup)
+
+
+async def _build(
+    program: process.Program,
+    plan: ImagePlan,
+    flavour: BuildFlavour,
+    context: Path,
+    dockerfile_text: str,
+    iidfile: Path,
+    log: LineSink,
+) -> str:
+    dockerfile = context / argvs.CONTEXT_DOCKERFILE
+    await anyio.to_thread.run_sync(dockerfile.write_text, dockerfile_text)
+    failed: tuple[str, int, int] | None = None
+
+    def watch(line: str) -> None:
+        nonlocal failed
+        failed = stage_failure(line) or failed
+        log(line)
+
+    argv = argvs.build_argv(program.binary, context, plan.tag, iidfile, flavour.flags)
+    code, tail = await process.stream(program, argv, watch, env=flavour.env)
+    if code != 0:
+        if (message := failed_command(plan, failed)) is not None:
+            raise ImageBuildFailed(message)
+        raise ImageBuildFailed(f"building image {plan.tag} failed: {process.error_line(tail)}")
+    return _read_image_id(iidfile, program.name)
 
 
 async def entrypoint(program: process.Program, image_id: str) -> str | None:
