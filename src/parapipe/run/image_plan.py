@@ -125,13 +125,10 @@ def _feed_prepare(digest: hashlib._Hash, spec: ImageSpec, files: Sequence[str]) 
     _feed(digest, "caches", *_flatten(sorted(spec.caches.items())))
     if prepare is None:
         return ()
-    for glob, location in zip(prepare.files, prepare.file_locations, strict=True):
-        if not glob.startswith("!") and not globs.matching([glob], files):
-            raise SpecError(
-                f"'image.prepare.files' glob {glob!r} matches no file of the image source"
-                f" {spec.source}",
-                location,
-            )
+    try:
+        check_prepare_globs(spec, files)
+    except SpecError as exc:  # a file went between the spec check and now
+        raise ImageBuildFailed(str(exc)) from exc
     matched = tuple(globs.matching(prepare.files, files))
     _feed(digest, "prepare", str(len(prepare.run)), *prepare.run)
     _feed(digest, "prepare-env", *_flatten(sorted(prepare.env.items())))
@@ -139,6 +136,26 @@ def _feed_prepare(digest: hashlib._Hash, spec: ImageSpec, files: Sequence[str]) 
     for path in matched:
         _feed(digest, path, *_fingerprint(spec.source, path))
     return matched
+
+
+def check_prepare_files(pipeline: Pipeline) -> None:
+    """Raise a located `SpecError` for a `image.prepare.files` glob that matches no file of the
+    image. Blocking (it lists the source); a usage error, so it is raised before any engine."""
+    spec = pipeline.image
+    if spec.prepare is not None:
+        check_prepare_globs(spec, select_source_files(spec.source, spec.exclude))
+
+
+def check_prepare_globs(spec: ImageSpec, files: Sequence[str]) -> None:
+    if spec.prepare is None:
+        return
+    for glob, location in zip(spec.prepare.files, spec.prepare.file_locations, strict=True):
+        if not glob.startswith("!") and not globs.matching([glob], files):
+            raise SpecError(
+                f"'image.prepare.files' glob {glob!r} matches no file of the image source"
+                f" {spec.source} (git-ignored and excluded files are not part of it)",
+                location,
+            )
 
 
 def image_tag(pipeline_name: str, content_hash: str) -> str:
