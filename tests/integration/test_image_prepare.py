@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers.docker import BUSYBOX
+from tests.helpers.docker import BUSYBOX, prune_cache_mounts
 from tests.helpers.project import Project
 
 pytestmark = pytest.mark.docker
@@ -22,7 +22,7 @@ SPEC = f"""
       prepare:
         files: [deps.txt]
         run:
-          - cat /proc/sys/kernel/random/uuid > /prepared-id
+          - cat /proc/sys/kernel/random/uuid > /prepared-id  # MARKER
           - cat /cache/seen > /seen-before 2>/dev/null || true
           - cat deps.txt >> /cache/seen
       setup: [cat app.txt > /app-at-setup]
@@ -41,22 +41,11 @@ SPEC = f"""
 def layered(project: Project) -> Iterator[Project]:
     (project.root / "deps.txt").write_text("dep-1\n")
     (project.root / "app.txt").write_text("app-1\n")
-    project.write_spec(SPEC)
+    # The marker names the test's BuildKit cache mount, which is described by the command that
+    # first used it.
+    project.write_spec(SPEC.replace("MARKER", project.name))
     yield project
-    # BuildKit keeps the cache mount in its own build cache, named by the volume name.
-    subprocess.run(
-        [
-            "/usr/bin/docker",
-            "builder",
-            "prune",
-            "-f",
-            "--filter",
-            f"description~=parapipe-cache-{project.name}-c",
-        ],
-        capture_output=True,
-        check=False,
-        env={"DOCKER_BUILDKIT": "1", "PATH": "/usr/bin:/bin"},
-    )
+    prune_cache_mounts(project.name)
 
 
 def shown(project: Project) -> dict[str, str]:
