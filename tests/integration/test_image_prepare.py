@@ -22,7 +22,7 @@ SPEC = f"""
       prepare:
         files: [deps.txt]
         run:
-          - cat /proc/sys/kernel/random/uuid > /prepared-id  # MARKER
+          - "cat /proc/sys/kernel/random/uuid > /prepared-id; : MARKER"
           - cat /cache/seen > /seen-before 2>/dev/null || true
           - cat deps.txt >> /cache/seen
       setup: [cat app.txt > /app-at-setup]
