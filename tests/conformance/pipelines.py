@@ -140,6 +140,43 @@ steps:
     image_failure="setup command 2 `exit 4` failed with exit 4",
 )
 
+# `image.prepare` sees only the files it names (not app.txt); `image.caches` is mounted while
+# prepare and setup run, and is not in the image the steps get.
+PREPARE = Conformance(
+    name="prepare",
+    spec=f"""
+image:
+  from: {BUSYBOX}
+  prepare:
+    files: [deps.txt]
+    run: ['ls > /prepared-saw', 'cp deps.txt /cache/deps', 'echo "$PREP" > /prepared-env']
+    env: {{PREP: prep-only}}
+  setup: ['cat /cache/deps > /setup-saw']
+  caches: {{c: /cache}}
+steps:
+  check:
+    run: [cat /prepared-saw, cat /prepared-env, cat /setup-saw, 'test ! -e /cache/deps', 'echo "[$PREP]"']
+  after: {{run: 'true', needs: [check]}}
+""",
+    files={"deps.txt": "dep-1\n", "app.txt": "app\n"},
+    exit_code=0,
+    statuses={"check": Status.PASSED, "after": Status.PASSED},
+    logs={
+        "check": [
+            "$ cat /prepared-saw",
+            "deps.txt",
+            "$ cat /prepared-env",
+            "prep-only",
+            "$ cat /setup-saw",
+            "dep-1",
+            # Buildah leaves no mount point behind, BuildKit an empty one: only the content counts.
+            "$ test ! -e /cache/deps",
+            '$ echo "[$PREP]"',
+            "[]",
+        ],
+    },
+)
+
 # Every step holds TCP port 8000 while it runs and fails if another process of its network holds
 # it already: two steps that run at the same time must not share a network.
 _HOLDS_PORT = "nc -l -p 8000 & listener=$!; sleep 0.3; kill -0 $listener; kill $listener"
@@ -159,4 +196,4 @@ steps:
     lends_networks=True,
 )
 
-ALL = (PASS, FAIL, DIAMOND, KEEP_GOING, SETUP_FAILS, PORTS)
+ALL = (PASS, FAIL, DIAMOND, KEEP_GOING, SETUP_FAILS, PREPARE, PORTS)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 from parapipe.model import LABEL_PIPELINE
 
@@ -55,3 +58,31 @@ def remove_pipeline_images(pipeline: str) -> None:
 def _image_ids(*ls: str) -> list[str]:
     listed = subprocess.run(["docker", "image", *ls], capture_output=True, text=True, check=False)
     return listed.stdout.split()
+
+
+def prune_cache_mounts(marker: str) -> None:
+    """Remove BuildKit's `RUN --mount=type=cache` caches whose description (the command that
+    first used them) holds `marker`: `image.caches` on Docker live in BuildKit's build cache,
+    not in volumes. Debian's client prunes it (the docker 28 client needs buildx to)."""
+    if not Path("/usr/bin/docker").exists():
+        return
+    listed = subprocess.run(
+        ["docker", "system", "df", "-v", "--format", "{{json .BuildCache}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        return
+    ids = [
+        entry["ID"]
+        for entry in json.loads(listed.stdout or "[]") or []
+        if entry.get("CacheType") == "exec.cachemount" and marker in entry.get("Description", "")
+    ]
+    for cache_id in ids:
+        subprocess.run(
+            ["/usr/bin/docker", "builder", "prune", "-f", "--filter", f"id={cache_id}"],
+            capture_output=True,
+            check=False,
+            env={**os.environ, "DOCKER_BUILDKIT": "1"},
+        )

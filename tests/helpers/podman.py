@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +40,10 @@ def why_podman_cannot_run() -> str | None:
         f"podman cannot start a container as set up ({said.splitlines()[-1] if said else code}),"
         f" but it can with {found.describe()}: run scripts/setup to make that its default"
     )
+
+
+def remove_buildah_cache_mounts(pipeline: str) -> None:
+    """Remove Buildah's `RUN --mount=type=cache` folders of `pipeline`'s `image.caches`: Buildah
+    keeps them by id (the cache volume's name) under /var/tmp/buildah-cache when run as root."""
+    for folder in Path("/var/tmp/buildah-cache").glob(f"parapipe-cache-{pipeline}-*"):
+        shutil.rmtree(folder, ignore_errors=True)

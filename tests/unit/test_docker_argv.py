@@ -311,3 +311,49 @@ def test_error_line_prefers_the_error_to_the_hint_after_it() -> None:
     assert process.error_line(["Step 2/2 : COPY x .", "COPY failed: no source files"]) == (
         "COPY failed: no source files"
     )
+
+
+def test_dockerfile_text_puts_prepare_before_the_source_and_mounts_caches() -> None:
+    layered = plan(
+        prepare=("pip install -r requirements.txt",),
+        prepare_files=("requirements.txt",),
+        prepare_env={"PIP_NO_COMPILE": "1"},
+        caches={"pip": "/root/.cache/pip", "odd": "/a,b"},
+    )
+    lines = argvs.dockerfile_text(
+        layered, cache_mounts=True, base="parapipe-base:0123"
+    ).splitlines()
+    assert lines[1] == "FROM parapipe-base:0123"
+    copies = [line for line in lines if line.startswith('COPY ["p') or "source/" in line]
+    assert copies == ['COPY ["prepare/", "./"]', 'COPY ["source/", "./"]']
+    mounts = (
+        '--mount=type=cache,"target=/a,b",id=parapipe-cache-ci-odd '
+        "--mount=type=cache,target=/root/.cache/pip,id=parapipe-cache-ci-pip "
+    )
+    runs = [line for line in lines if line.startswith("RUN ")]
+    assert [run.startswith("RUN " + mounts) for run in runs] == [True, True, True]
+    assert json.loads(runs[0].removeprefix("RUN " + mounts)) == [
+        "env",
+        "PIP_NO_COMPILE=1",
+        *build_context.setup_command(1, "pip install -r requirements.txt", "prepare"),
+    ]
+    assert lines.index(runs[0]) < lines.index('COPY ["source/", "./"]') < lines.index(runs[1])
+    # Without cache mounts (no BuildKit client) the stages stay, the mounts go.
+    plain = argvs.dockerfile_text(layered).splitlines()
+    assert not any("--mount" in line for line in plain)
+    assert plain[1] == f"FROM {IMAGE_ID}"
+
+
+def test_a_failed_prepare_command_is_named_like_a_setup_command() -> None:
+    ran = subprocess.run(
+        build_context.prepare_command(2, "exit 3", {"X": "1"}), capture_output=True, text=True
+    )
+    assert ran.returncode == 3
+    failure = build_context.stage_failure(ran.stdout.splitlines()[-1])
+    assert failure == ("prepare", 2, 3)
+    layered = plan(prepare=("true", "exit 3"), prepare_files=("a",))
+    assert (
+        build_context.failed_command(layered, failure)
+        == "prepare command 2 `exit 3` failed with exit 3"
+    )
+    assert build_context.setup_failure(ran.stdout.splitlines()[-1]) is None

@@ -16,8 +16,15 @@ from parapipe.model import (
     ImageSpec,
     Location,
     Pipeline,
+    PrepareSpec,
 )
-from parapipe.run.image_plan import host_ca_bundle, plan_image, repository_name, select_source_files
+from parapipe.run.image_plan import (
+    check_prepare_files,
+    host_ca_bundle,
+    plan_image,
+    repository_name,
+    select_source_files,
+)
 from parapipe.spec.load import load_pipeline
 from tests.helpers.git import git
 
@@ -314,3 +321,40 @@ def test_a_missing_source_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_repository_name(name: str, expected: str) -> None:
     assert repository_name(name) == expected
     assert re.fullmatch(r"[a-z0-9]+(?:[._-][a-z0-9]+)*", repository_name(name))
+
+
+def test_prepare_matches_its_files_and_changes_the_tag(source: Path) -> None:
+    prepare = PrepareSpec(
+        files=("lib/**",),
+        run=("make deps",),
+        env={},
+        file_locations=(Location(file="ci.yaml", line=5, column=13),),
+    )
+    plain = plan_image(pipeline(source), BASE_ID)
+    layered = plan_image(pipeline(source, prepare=prepare, caches={"c": "/c"}), BASE_ID)
+    assert layered.prepare_files == ("lib/util.py",)
+    assert layered.prepare == ("make deps",)
+    assert layered.caches == {"c": "/c"}
+    assert layered.tag != plain.tag
+    (source / "lib/util.py").write_text("x = 2\n")
+    assert (
+        plan_image(pipeline(source, prepare=prepare, caches={"c": "/c"}), BASE_ID).tag
+        != layered.tag
+    )
+
+
+def test_a_prepare_glob_that_matches_nothing_is_located(source: Path) -> None:
+    prepare = PrepareSpec(
+        files=("lib/**", "requirements*.txt"),
+        run=("make deps",),
+        env={},
+        file_locations=(
+            Location(file="ci.yaml", line=5, column=13),
+            Location(file="ci.yaml", line=5, column=22),
+        ),
+    )
+    with pytest.raises(SpecError) as caught:
+        check_prepare_files(pipeline(source, prepare=prepare))
+    assert str(caught.value).startswith(
+        "ci.yaml:5:22: 'image.prepare.files' glob 'requirements*.txt' matches no file"
+    )

@@ -13,6 +13,7 @@ from parapipe.model.pipeline import (
     DockerfileBuild,
     ImageSpec,
     Pipeline,
+    PrepareSpec,
     Step,
 )
 from parapipe.model.results import AttemptResult, ImageResult, RunResult, Status, StepResult
@@ -36,6 +37,7 @@ __all__ = [
     "ImageSpec",
     "Location",
     "Pipeline",
+    "PrepareSpec",
     "Prewarm",
     "RunInfo",
     "RunResult",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from parapipe.model.labels import LABEL_PIPELINE
 
 CA_BUNDLE_PATH = "/etc/parapipe/ca-certificates.crt"
 CA_ENV_VARS = (
@@ -30,3 +32,15 @@ class ImagePlan:
     setup: tuple[str, ...]
     ca_bundle: Path | None  # host CA bundle copied to CA_BUNDLE_PATH, or None
     labels: Mapping[str, str]
+    # `image.prepare`, run after the CA and env and before the source: the files it matched
+    # (POSIX paths relative to source, sorted), its commands and their own env.
+    prepare_files: tuple[str, ...] = ()
+    prepare: tuple[str, ...] = ()
+    prepare_env: Mapping[str, str] = field(default_factory=dict)
+    # `image.caches`: cache name -> container path, mounted while prepare and setup run.
+    caches: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def pipeline(self) -> str:
+        """The pipeline's name, which cache volumes are scoped by."""
+        return self.labels.get(LABEL_PIPELINE, "")

@@ -21,6 +21,17 @@ class DockerfileBuild:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PrepareSpec:
+    """`image.prepare`: the dependency layer, made before the source is copied in, with only
+    the files it names present, so that a source edit reuses it."""
+
+    files: tuple[str, ...]  # globs under image.source
+    run: tuple[str, ...]
+    env: Mapping[str, str]
+    file_locations: tuple[Location, ...]  # of each glob, for "matches nothing"
+
+
+@dataclass(frozen=True, kw_only=True)
 class ImageSpec:
     """`image`: the one image every step runs in."""
 
@@ -34,6 +45,8 @@ class ImageSpec:
     setup: tuple[str, ...]
     host_ca: bool
     location: Location  # of the `image` key
+    prepare: PrepareSpec | None = None
+    caches: Mapping[str, str] = field(default_factory=dict)  # cache name -> path, build only
 
 
 @dataclass(frozen=True, kw_only=True)

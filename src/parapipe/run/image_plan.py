@@ -18,8 +18,16 @@ from typing import Final
 
 import pathspec
 
-from parapipe.errors import ImageBuildFailed
-from parapipe.model import CA_BUNDLE_PATH, CA_ENV_VARS, LABEL_PIPELINE, ImagePlan, Pipeline
+from parapipe import globs
+from parapipe.errors import ImageBuildFailed, SpecError
+from parapipe.model import (
+    CA_BUNDLE_PATH,
+    CA_ENV_VARS,
+    LABEL_PIPELINE,
+    ImagePlan,
+    ImageSpec,
+    Pipeline,
+)
 
 # Bump when the way an image is made from the same inputs changes, so old tags stop matching.
 IMAGE_FORMAT: Final = "parapipe-image-v1"
@@ -81,6 +89,7 @@ def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
     _feed(digest, IMAGE_FORMAT, base_id, spec.workdir)
     _feed(digest, "env", *_flatten(sorted(env.items())))
     _feed(digest, "labels", *_flatten(sorted(labels.items())))
+    prepare_files = _feed_prepare(digest, spec, files)
     _feed(digest, "setup", str(len(spec.setup)), *spec.setup)
     _feed(digest, "ca", _file_digest(ca_bundle) if ca_bundle is not None else "")
     _feed(digest, "files", str(len(files)))
@@ -96,7 +105,57 @@ def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
         setup=spec.setup,
         ca_bundle=ca_bundle,
         labels=labels,
+        prepare_files=prepare_files,
+        prepare=spec.prepare.run if spec.prepare else (),
+        prepare_env=dict(spec.prepare.env) if spec.prepare else {},
+        caches=dict(spec.caches),
     )
+
+
+def _feed_prepare(digest: hashlib._Hash, spec: ImageSpec, files: Sequence[str]) -> tuple[str, ...]:
+    """Feed `image.prepare` and `image.caches` to `digest`; return the files prepare gets.
+
+    Nothing is fed without them, so the tags of images without `prepare` stay as they were.
+    A glob that matches none of the image's files is a spec error at that glob: a typo there
+    would otherwise quietly leave the dependencies out of the layer.
+    """
+    prepare = spec.prepare
+    if prepare is None and not spec.caches:
+        return ()
+    _feed(digest, "caches", *_flatten(sorted(spec.caches.items())))
+    if prepare is None:
+        return ()
+    try:
+        check_prepare_globs(spec, files)
+    except SpecError as exc:  # a file went between the spec check and now
+        raise ImageBuildFailed(str(exc)) from exc
+    matched = tuple(globs.matching(prepare.files, files))
+    _feed(digest, "prepare", str(len(prepare.run)), *prepare.run)
+    _feed(digest, "prepare-env", *_flatten(sorted(prepare.env.items())))
+    _feed(digest, "prepare-files", str(len(matched)))
+    for path in matched:
+        _feed(digest, path, *_fingerprint(spec.source, path))
+    return matched
+
+
+def check_prepare_files(pipeline: Pipeline) -> None:
+    """Raise a located `SpecError` for a `image.prepare.files` glob that matches no file of the
+    image. Blocking (it lists the source); a usage error, so it is raised before any engine."""
+    spec = pipeline.image
+    if spec.prepare is not None:
+        check_prepare_globs(spec, select_source_files(spec.source, spec.exclude))
+
+
+def check_prepare_globs(spec: ImageSpec, files: Sequence[str]) -> None:
+    if spec.prepare is None:
+        return
+    for glob, location in zip(spec.prepare.files, spec.prepare.file_locations, strict=True):
+        if not glob.startswith("!") and not globs.matching([glob], files):
+            raise SpecError(
+                f"'image.prepare.files' glob {glob!r} matches no file of the image source"
+                f" {spec.source} (git-ignored and excluded files are not part of it)",
+                location,
+            )
 
 
 def image_tag(pipeline_name: str, content_hash: str) -> str:

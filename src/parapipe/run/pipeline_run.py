@@ -33,7 +33,7 @@ from parapipe.run.events import (
     StepStarted,
     Subscriber,
 )
-from parapipe.run.image_plan import plan_image
+from parapipe.run.image_plan import check_prepare_files, plan_image
 from parapipe.run.left_out_needs import BroughtIn, find_left_out_outputs
 from parapipe.run.prewarm import PrewarmSubscriber
 from parapipe.run.scheduler import Scheduler
@@ -75,6 +75,7 @@ class RunSelection:
 def select_run(pipeline: Pipeline, options: RunOptions) -> RunSelection:
     """Raise the run's usage errors; the caller does so before it chooses an engine."""
     names = select_steps(pipeline, options.steps, with_needs=not options.no_deps)
+    check_prepare_files(pipeline)
     secrets = resolve_secrets((pipeline.steps[n] for n in names), options.secrets, os.environ)
     brought_in = find_left_out_outputs(pipeline, names) if options.no_deps else {}
     return RunSelection(names=names, secrets=secrets, brought_in=brought_in)

@@ -37,7 +37,7 @@ def read_data(reader: NodeReader, keys: Mapping[str, Entry], where: str) -> Data
         cache=_boolean(reader, keys["cache"].value, f"'cache' of {where}")
         if "cache" in keys
         else True,
-        caches=_caches(reader, keys["caches"].value, where) if "caches" in keys else {},
+        caches=read_caches(reader, keys["caches"].value, where) if "caches" in keys else {},
         secrets=_secrets(reader, keys["secrets"].value, where) if "secrets" in keys else (),
     )
 
@@ -79,7 +79,7 @@ def _inputs(reader: NodeReader, node: Node, where: str) -> tuple[str, ...]:
     return globs
 
 
-def _caches(reader: NodeReader, node: Node, where: str) -> dict[str, str]:
+def read_caches(reader: NodeReader, node: Node, where: str) -> dict[str, str]:
     what = f"'caches' of {where}"
     if not isinstance(node, MappingNode):
         raise reader.fail(

@@ -15,11 +15,13 @@ import pathspec
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from parapipe.errors import SpecError
-from parapipe.model import DEFAULT_WORKDIR, DockerfileBuild, ImageSpec
+from parapipe.model import DEFAULT_WORKDIR, DockerfileBuild, ImageSpec, PrepareSpec
 from parapipe.spec import keys as spec_keys
 from parapipe.spec import yaml_nodes
-from parapipe.spec.keys import BUILD_KEYS, IMAGE_KEYS
+from parapipe.spec.data import read_caches
+from parapipe.spec.keys import BUILD_KEYS, IMAGE_KEYS, PREPARE_KEYS
 from parapipe.spec.reader import NodeReader, absolute, shown
+from parapipe.spec.when import read_globs
 from parapipe.spec.yaml_nodes import Entry, is_string, kind, quoted
 
 # The grammar of github.com/distribution/reference, which Docker and Podman both parse with.
@@ -88,9 +90,40 @@ def read_image(
         ),
         host_ca=host_ca,
         location=reader.at(entry.key_node),
+        prepare=_prepare(reader, keys["prepare"]) if "prepare" in keys else None,
+        caches=read_caches(reader, keys["caches"].value, "'image'") if "caches" in keys else {},
     )
     _check_buildable(image)
     return image
+
+
+def _prepare(reader: NodeReader, entry: Entry) -> PrepareSpec:
+    """`image.prepare`: `files` (globs under the source) and `run`, both required."""
+    node = entry.value
+    if not isinstance(node, MappingNode):
+        raise reader.fail(
+            f"'image.prepare' must be a mapping with 'files' and 'run', not {kind(node)}", node
+        )
+    keys = reader.mapping(
+        node, "'image.prepare'", PREPARE_KEYS, spec_keys.NOT_SUPPORTED_YET["prepare"]
+    )
+    for required, meaning in (
+        ("run", "the commands that install the dependencies"),
+        ("files", "globs of the dependency files, such as [pyproject.toml]"),
+    ):
+        if required not in keys:
+            raise reader.fail(f"'image.prepare' needs '{required}': {meaning}", entry.key_node)
+    files_node = keys["files"].value
+    globs = read_globs(reader, files_node, "'image.prepare.files'")
+    if not globs:
+        raise reader.fail("'image.prepare.files' must not be empty", files_node)
+    items = files_node.value if isinstance(files_node, SequenceNode) else [files_node]
+    return PrepareSpec(
+        files=globs,
+        run=reader.commands(keys["run"].value, "'image.prepare.run'", required=True),
+        env=reader.env(keys["env"].value, "'image.prepare.env'") if "env" in keys else {},
+        file_locations=tuple(reader.at(item) for item in items),
+    )
 
 
 def _check_buildable(image: ImageSpec) -> None:

@@ -10,7 +10,19 @@ from parapipe.spec.data import DATA_KEYS
 from parapipe.spec.execution import EXECUTION_KEYS
 
 PIPELINE_KEYS: Final = ("name", "defaults", "image", "steps")
-IMAGE_KEYS: Final = ("from", "build", "source", "exclude", "workdir", "env", "setup", "host_ca")
+IMAGE_KEYS: Final = (
+    "from",
+    "build",
+    "source",
+    "exclude",
+    "workdir",
+    "env",
+    "prepare",
+    "setup",
+    "caches",
+    "host_ca",
+)
+PREPARE_KEYS: Final = ("files", "run", "env")
 BUILD_KEYS: Final = ("context", "dockerfile", "args")
 STEP_KEYS: Final = ("run", "needs", "env", "tags", "when", *EXECUTION_KEYS, *DATA_KEYS)
 
@@ -22,6 +34,7 @@ NOT_SUPPORTED_YET: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
         "defaults": frozenset(),
         "image": frozenset(),
         "build": frozenset(),
+        "prepare": frozenset(),
         "step": frozenset(),
     }
 )

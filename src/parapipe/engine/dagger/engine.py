@@ -28,10 +28,12 @@ import anyio.to_thread
 import dagger
 from dagger import dag
 
-from parapipe.engine.api import Engine, LineSink, StepRun, step_command
+from parapipe.engine.api import Engine, LineSink, StepRun, cache_volume_name, step_command
 from parapipe.engine.build_context import (
     CONTEXT_CA_BUNDLE,
+    CONTEXT_PREPARE,
     CONTEXT_SOURCE,
+    prepare_command,
     setup_command,
     stage_build_context,
 )
@@ -59,6 +61,43 @@ _JOINED_STDERR: Final = ["sh", "-c", 'exec "$@" 2>&1', "sh"]
 def prepared_container(client: dagger.Client, plan: ImagePlan, context: Path) -> dagger.Container:
     """The pipeline image before its setup commands, in the order of the Docker engine's
     Dockerfile. `context` is laid out by `write_build_context` (the selected files, the CA)."""
+    return with_source(client, configured_container(client, plan, context), plan, context)
+
+
+def with_caches(
+    client: dagger.Client, container: dagger.Container, plan: ImagePlan
+) -> dagger.Container:
+    """`image.caches` mounted (Dagger cache volumes, keyed like the Docker engines' volumes)
+    for the prepare and setup commands; `without_caches` takes them out of the image."""
+    for cache, path in sorted(plan.caches.items()):
+        volume = client.cache_volume(cache_volume_name(plan.pipeline, cache))
+        container = container.with_mounted_cache(path, volume)
+    return container
+
+
+def without_caches(container: dagger.Container, plan: ImagePlan) -> dagger.Container:
+    for path in sorted(plan.caches.values()):
+        container = container.without_mount(path)
+    return container
+
+
+def with_prepare_files(
+    client: dagger.Client, container: dagger.Container, plan: ImagePlan, context: Path
+) -> dagger.Container:
+    """Only the files `image.prepare` matched, before its commands run."""
+    files = client.host().directory(str(context / CONTEXT_PREPARE))
+    return container.with_directory(plan.workdir, files, owner=ROOT)
+
+
+def with_source(
+    client: dagger.Client, container: dagger.Container, plan: ImagePlan, context: Path
+) -> dagger.Container:
+    source = client.host().directory(str(context / CONTEXT_SOURCE))
+    return container.with_directory(plan.workdir, source, owner=ROOT)
+
+
+def configured_container(client: dagger.Client, plan: ImagePlan, context: Path) -> dagger.Container:
+    """The base with the labels, CA bundle, env and workdir: what prepare starts from."""
     container = client.load_container_from_id(dagger.ContainerID(plan.base_id))
     for name, value in plan.labels.items():
         container = container.with_label(name, value)
@@ -67,15 +106,22 @@ def prepared_container(client: dagger.Client, plan: ImagePlan, context: Path) ->
         container = container.with_file(CA_BUNDLE_PATH, bundle, permissions=0o644, owner=ROOT)
     for name, value in plan.env.items():
         container = container.with_env_variable(name, value)
-    container = container.with_workdir(plan.workdir)
-    source = client.host().directory(str(context / CONTEXT_SOURCE))
-    return container.with_directory(plan.workdir, source, owner=ROOT)
+    return container.with_workdir(plan.workdir)
 
 
 def setup_container(container: dagger.Container, number: int, command: str) -> dagger.Container:
     """`container` after setup command `number`; a failure is read from its exit code."""
     return container.with_exec(
         [*_JOINED_STDERR, *setup_command(number, command)], expect=dagger.ReturnType.ANY
+    )
+
+
+def prepare_container(
+    container: dagger.Container, number: int, command: str, env: Mapping[str, str]
+) -> dagger.Container:
+    """`container` after prepare command `number`, run as the Docker engines run it."""
+    return container.with_exec(
+        [*_JOINED_STDERR, *prepare_command(number, command, env)], expect=dagger.ReturnType.ANY
     )
 
 
@@ -224,11 +270,18 @@ class DaggerEngine(Engine):
         await stage_build_context(plan, context)
         log(f"parapipe: building {plan.tag} with Dagger; its own log is {DAGGER_LOG}")
         try:
+            container = with_caches(client, configured_container(client, plan, context), plan)
+            if plan.prepare:
+                container = with_prepare_files(client, container, plan, context)
+                for number, command in enumerate(plan.prepare, start=1):
+                    ran = prepare_container(container, number, command, plan.prepare_env)
+                    container = await _run_stage(ran, "prepare", number, command, log)
             # Evaluated here, once: every step then starts from this same container.
-            container = await prepared_container(client, plan, context).sync()
+            container = await with_source(client, container, plan, context).sync()
             for number, command in enumerate(plan.setup, start=1):
-                container = await _run_setup(container, number, command, log)
-            return await container.id()
+                ran = setup_container(container, number, command)
+                container = await _run_stage(ran, "setup", number, command, log)
+            return await without_caches(container, plan).id()
         except dagger.QueryError as exc:
             raise ImageBuildFailed(
                 f"building image {plan.tag} failed: {one_line(str(exc))}"
@@ -306,18 +359,19 @@ async def _export_outputs(done: dagger.Container, run: StepRun) -> None:
             raise _engine_error(exc) from exc
 
 
-async def _run_setup(
-    container: dagger.Container, number: int, command: str, log: LineSink
+async def _run_stage(
+    ran: dagger.Container, stage: str, number: int, command: str, log: LineSink
 ) -> dagger.Container:
+    """`ran` (a setup or prepare command) evaluated, its output logged, its failure raised."""
     try:
-        done = await setup_container(container, number, command).sync()
+        done = await ran.sync()
         code, output = await done.exit_code(), await done.stdout()
     except dagger.ExecError as exc:
         code, output = exc.exit_code, exc.stdout + exc.stderr
     _log_outputs(log, output)
     if code != 0:
         raise ImageBuildFailed(
-            f"setup command {number} `{_first_line(command)}` failed with exit {code}"
+            f"{stage} command {number} `{_first_line(command)}` failed with exit {code}"
         )
     return done
 

@@ -12,8 +12,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
-from parapipe.engine.api import CacheVolume, StepRun, step_command
-from parapipe.engine.build_context import CONTEXT_CA_BUNDLE, CONTEXT_SOURCE, setup_command
+from parapipe.engine.api import CacheVolume, StepRun, cache_volume_name, step_command
+from parapipe.engine.build_context import (
+    CONTEXT_CA_BUNDLE,
+    CONTEXT_PREPARE,
+    CONTEXT_SOURCE,
+    prepare_command,
+    setup_command,
+)
 from parapipe.engine.docker import loader
 from parapipe.model import (
     CA_BUNDLE_PATH,
@@ -127,13 +133,18 @@ def build_argv(
     ]
 
 
-def dockerfile_text(plan: ImagePlan) -> str:
+def dockerfile_text(plan: ImagePlan, *, cache_mounts: bool = False, base: str = "") -> str:
     """The Dockerfile of the pipeline image, for a context made by `write_build_context`.
 
     Values are quoted for the Dockerfile parser (which expands `$` in ENV, LABEL and WORKDIR);
-    RUN and COPY use the JSON form, which has no shell quoting at all.
+    RUN and COPY use the JSON form, which has no shell quoting at all. The stages go in the
+    order they change least often (base, prepare, source, setup), so the builder's layer cache
+    keeps `prepare` across source edits. `cache_mounts` (BuildKit and Buildah) mounts
+    `image.caches` while prepare and setup run; they never become part of a layer. `base`
+    names the base image for BuildKit, which cannot start `FROM` an image id.
     """
-    lines = [f"# parapipe {plan.tag}", f"FROM {plan.base_id}"]
+    mounts = _cache_mounts(plan) if cache_mounts else ""
+    lines = [f"# parapipe {plan.tag}", f"FROM {base or plan.base_id}"]
     if plan.labels:
         lines.append("LABEL " + _assignments(plan.labels))
     if plan.ca_bundle is not None:
@@ -141,11 +152,32 @@ def dockerfile_text(plan: ImagePlan) -> str:
     if plan.env:
         lines.append("ENV " + _assignments(plan.env, quote_names=False))
     lines.append("WORKDIR " + dockerfile_quote(plan.workdir))
+    if plan.prepare:
+        lines.append("COPY " + json.dumps([f"{CONTEXT_PREPARE}/", "./"]))
+        for number, command in enumerate(plan.prepare, start=1):
+            argv = prepare_command(number, command, plan.prepare_env)
+            lines.append("RUN " + mounts + json.dumps(argv))
     # Relative to WORKDIR, so the path is not written (and expanded) a second time.
     lines.append("COPY " + json.dumps([f"{CONTEXT_SOURCE}/", "./"]))
     for number, command in enumerate(plan.setup, start=1):
-        lines.append("RUN " + json.dumps(setup_command(number, command)))
+        lines.append("RUN " + mounts + json.dumps(setup_command(number, command)))
     return "\n".join(lines) + "\n"
+
+
+def _cache_mounts(plan: ImagePlan) -> str:
+    """`--mount=type=cache,…` flags for `image.caches`, one per cache, ending in a space.
+
+    The id is the volume name steps' `caches` use, so the builder's cache is per pipeline and
+    cache name. Fields are CSV, as BuildKit and Buildah read them: quoted when they need it.
+    """
+    flags = []
+    for cache, path in sorted(plan.caches.items()):
+        fields = ["type=cache", f"target={path}", f"id={cache_volume_name(plan.pipeline, cache)}"]
+        quoted_fields = [
+            f'"{f.replace(chr(34), chr(34) * 2)}"' if "," in f or '"' in f else f for f in fields
+        ]
+        flags.append("--mount=" + ",".join(quoted_fields) + " ")
+    return "".join(flags)
 
 
 def dockerfile_quote(value: str) -> str:

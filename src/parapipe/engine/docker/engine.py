@@ -73,7 +73,7 @@ class DockerEngine(Engine):
         return await images.find_image(self.program, tag)
 
     async def build_image(self, plan: ImagePlan, log: LineSink) -> str:
-        flavour = await self._build_flavour()
+        flavour = await self._pipeline_flavour(plan, log)
         return await images.build_pipeline_image(self.program, plan, flavour, log)
 
     def session(self, run_dir: Path) -> AbstractAsyncContextManager[None]:
@@ -150,6 +150,9 @@ class DockerEngine(Engine):
             self._flavour = await images.docker_flavour(self.program)
         return self._flavour
 
+    async def _pipeline_flavour(self, plan: ImagePlan, log: LineSink) -> BuildFlavour:
+        return await images.pipeline_flavour(self.program, plan, await self._build_flavour(), log)
+
     # -- helpers --------------------------------------------------------------------------------
 
     async def _query(self, argv: Sequence[str]) -> process.Finished:
@@ -199,6 +202,10 @@ class PodmanEngine(DockerEngine):
     async def _build_flavour(self) -> BuildFlavour:
         # Buildah takes the legacy flags; it removes intermediate containers by default.
         return BuildFlavour()
+
+    async def _pipeline_flavour(self, plan: ImagePlan, log: LineSink) -> BuildFlavour:
+        # Buildah has had `RUN --mount=type=cache` since 1.24 (Podman 4.0).
+        return BuildFlavour(cache_mounts=bool(plan.caches))
 
 
 def _current_docker_context() -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -15,9 +15,9 @@ import anyio.to_thread
 
 from parapipe.engine import process
 from parapipe.engine.api import LineSink
-from parapipe.engine.build_context import setup_failure, stage_build_context
+from parapipe.engine.build_context import failed_command, stage_build_context, stage_failure
 from parapipe.engine.docker import argv as argvs
-from parapipe.engine.docker import errors
+from parapipe.engine.docker import buildkit, errors
 from parapipe.errors import EngineError, EngineUnavailable, ImageBuildFailed
 from parapipe.model import DockerfileBuild, ImagePlan
 
@@ -31,6 +31,14 @@ class BuildFlavour:
 
     flags: tuple[str, ...] = ()
     env: Mapping[str, str] | None = None
+    # `RUN --mount=type=cache` for `image.caches` (BuildKit, Buildah), and the client to build
+    # the pipeline image with when it is not the one on PATH.
+    cache_mounts: bool = False
+    binary: str | None = None
+
+
+BUILDKIT: Final = BuildFlavour(("--progress=plain",), {"DOCKER_BUILDKIT": "1"})
+LEGACY: Final = BuildFlavour(("--force-rm",), {"DOCKER_BUILDKIT": "0"})
 
 
 async def docker_flavour(program: process.Program) -> BuildFlavour:
@@ -51,9 +59,24 @@ async def docker_flavour(program: process.Program) -> BuildFlavour:
             buildkit = probe.code == 0
         except TimeoutError:
             buildkit = False
-    if buildkit:
-        return BuildFlavour(("--progress=plain",), {"DOCKER_BUILDKIT": "1"})
-    return BuildFlavour(("--force-rm",), {"DOCKER_BUILDKIT": "0"})
+    return BUILDKIT if buildkit else LEGACY
+
+
+async def pipeline_flavour(
+    program: process.Program, plan: ImagePlan, flavour: BuildFlavour, log: LineSink
+) -> BuildFlavour:
+    """How to build a pipeline image with `image.caches`: with BuildKit's cache mounts through
+    whichever client answers with BuildKit, else `flavour` without them (said in the log)."""
+    if not plan.caches or os.environ.get("DOCKER_BUILDKIT", "").strip().lower() in ("0", "false"):
+        return flavour
+    client = await buildkit.buildkit_client(program, plan.base_id)
+    if client is None:
+        log(
+            f"parapipe: no {program.name} client here builds with BuildKit;"
+            " image.caches are not mounted while the image builds"
+        )
+        return flavour
+    return replace(BUILDKIT, cache_mounts=True, binary=client)
 
 
 async def find_image(program: process.Program, tag: str) -> str | None:
@@ -100,35 +123,50 @@ async def build_pipeline_image(
     program: process.Program, plan: ImagePlan, flavour: BuildFlavour, log: LineSink
 ) -> str:
     """Build the pipeline image, tag it `plan.tag`, and return its id."""
+    if flavour.binary is not None:
+        program = replace(program, binary=flavour.binary)
     scratch = tempfile.TemporaryDirectory(prefix="parapipe-build-")
     try:
         context = Path(scratch.name, "context")
         iidfile = Path(scratch.name, "iid")
         await stage_build_context(plan, context)
-        dockerfile = context / argvs.CONTEXT_DOCKERFILE
-        dockerfile.write_text(argvs.dockerfile_text(plan), encoding="utf-8")
-        failed_setup: tuple[int, int] | None = None
-
-        def watch(line: str) -> None:
-            nonlocal failed_setup
-            failed_setup = setup_failure(line) or failed_setup
-            log(line)
-
-        argv = argvs.build_argv(program.binary, context, plan.tag, iidfile, flavour.flags)
-        code, tail = await process.stream(program, argv, watch, env=flavour.env)
-        if code != 0:
-            if failed_setup is not None and 1 <= failed_setup[0] <= len(plan.setup):
-                number, status = failed_setup
-                command = _first_line(plan.setup[number - 1])
-                raise ImageBuildFailed(
-                    f"setup command {number} `{command}` failed with exit {status}"
-                )
-            raise ImageBuildFailed(f"building image {plan.tag} failed: {process.error_line(tail)}")
-        return _read_image_id(iidfile, program.name)
+        if flavour.cache_mounts and flavour.binary is not None:
+            async with buildkit.base_reference(program, plan.base_id) as base:
+                text = argvs.dockerfile_text(plan, cache_mounts=True, base=base)
+                return await _build(program, plan, flavour, context, text, iidfile, log)
+        text = argvs.dockerfile_text(plan, cache_mounts=flavour.cache_mounts)
+        return await _build(program, plan, flavour, context, text, iidfile, log)
     finally:
         # The copy of a large tree takes a while to delete: not on the event loop.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(scratch.cleanup)
+
+
+async def _build(
+    program: process.Program,
+    plan: ImagePlan,
+    flavour: BuildFlavour,
+    context: Path,
+    dockerfile_text: str,
+    iidfile: Path,
+    log: LineSink,
+) -> str:
+    dockerfile = context / argvs.CONTEXT_DOCKERFILE
+    await anyio.to_thread.run_sync(dockerfile.write_text, dockerfile_text)
+    failed: tuple[str, int, int] | None = None
+
+    def watch(line: str) -> None:
+        nonlocal failed
+        failed = stage_failure(line) or failed
+        log(line)
+
+    argv = argvs.build_argv(program.binary, context, plan.tag, iidfile, flavour.flags)
+    code, tail = await process.stream(program, argv, watch, env=flavour.env)
+    if code != 0:
+        if (message := failed_command(plan, failed)) is not None:
+            raise ImageBuildFailed(message)
+        raise ImageBuildFailed(f"building image {plan.tag} failed: {process.error_line(tail)}")
+    return _read_image_id(iidfile, program.name)
 
 
 async def entrypoint(program: process.Program, image_id: str) -> str | None:
@@ -140,11 +178,6 @@ async def entrypoint(program: process.Program, image_id: str) -> str | None:
     except (EngineError, EngineUnavailable):
         return None
     return answer.out.strip() if answer.code == 0 else None
-
-
-def _first_line(command: str) -> str:
-    lines = command.strip().splitlines() or [""]
-    return lines[0] + (" …" if len(lines) > 1 else "")
 
 
 def _read_image_id(iidfile: Path, engine: str) -> str:
