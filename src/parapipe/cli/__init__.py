@@ -23,10 +23,12 @@ from parapipe.cli.requests import (
     HookUninstallRequest,
     Request,
     RunRequest,
+    ShellRequest,
     ValidateRequest,
     request_from,
 )
 from parapipe.cli.run import run_command
+from parapipe.cli.shell import shell_command
 from parapipe.cli.spec_commands import graph_command, validate_command
 from parapipe.errors import ExitCode, ParapipeError, SpecError
 
@@ -67,3 +69,5 @@ def _dispatch(request: Request) -> int:
             return hook_run_command(request)
         case CachePruneRequest():
             return cache_prune_command(request)
+        case ShellRequest():
+            return shell_command(request)
