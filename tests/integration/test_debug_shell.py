@@ -97,7 +97,9 @@ def left_behind(engine: str, project: Project, run_id: str) -> list[str]:
     )
     images = engine_cli(engine, "images", "--format", "{{.Repository}}:{{.Tag}}")
     kept = [line for line in images.split() if run_id in line]
-    return [*containers.split(), *pipeline.split(), *kept]
+    # A kept image carries its container's labels, tagged or not.
+    labelled = engine_cli(engine, "images", "-aq", "--filter", f"label=io.parapipe.run={run_id}")
+    return [*containers.split(), *pipeline.split(), *kept, *labelled.split()]
 
 
 def run_id_of(project: Project) -> str:
@@ -169,6 +171,21 @@ def test_keep_failed_prints_an_image_without_the_secret(project: Project, engine
         assert "GREETING=hello-from-env" in inspected
     finally:
         engine_cli(engine, "image", "rm", "-f", image)
+    assert left_behind(engine, project, run_id_of(project)) == []
+
+
+def test_a_retried_failure_is_kept_once(project: Project, engine: str) -> None:
+    project.write_spec(
+        "image: {from: busybox:latest}\n"
+        "steps:\n"
+        '  flaky: {retries: 1, run: ["echo $PARAPIPE_ATTEMPT > /tmp/proof", "exit 6"]}\n'
+    )
+    child = spawn(project, engine, "run", "-i", "--output", "plain")
+    child.expect(PROMPT)
+    child.sendline("")
+    in_shell(child, 'echo "A=$(cat /tmp/proof)"', "A=2")  # the last attempt's
+    child.sendline("exit")
+    assert finished(child) == 1
     assert left_behind(engine, project, run_id_of(project)) == []
 
 

@@ -208,6 +208,11 @@ class StepContainers:
     async def _keep(self, name: str, run: StepRun, log: LineSink) -> None:
         """Keep the stopped container's filesystem as `kept_image_tag`, for `run -i`."""
         tag = kept_image_tag(run.run_id, run.step)
+        # A retried step's earlier failure holds the tag: moving the tag would leave that image
+        # behind, untagged, so it goes first.
+        with suppress(ParapipeError):
+            remove = argvs.image_remove_argv(self.program.binary, [tag])
+            await process.query(self.program, remove, QUERY_TIMEOUT)
         argv = argvs.commit_argv(self.program.binary, name, tag)
         committed = await process.query(self.program, argv, QUERY_TIMEOUT)
         if committed.code != 0:
