@@ -54,8 +54,7 @@ class StepContainers:
         self._volumes_lock = anyio.Lock()
 
     async def run(self, run: StepRun, log: LineSink, pool: ContainerPool | None) -> int:
-        # `run -i`: a step runs in a container of its own, whose filesystem a failure keeps.
-        pooled = await pool.take(run) if pool is not None and not run.keep_failed else None
+        pooled = await pool.take(run) if pool is not None else None
         if pool is not None and pooled is not None:
             code = await self._run_pooled(run, pool, pooled, log)
             if code is not None:
