@@ -191,6 +191,7 @@ def test_the_loader_runs_nothing_without_its_nonce_line() -> None:
         ({"run_id": "another"}, False),
         ({"labels": {}}, False),
         ({"caches": (CacheVolume(name="v", pipeline="ci", cache="pip", path="/p"),)}, False),
+        ({"keep_failed": True}, False),  # `run -i`: in a container of its own
     ],
 )
 def test_which_steps_can_take_a_pooled_container(change: dict[str, object], fits: bool) -> None:
@@ -214,5 +215,6 @@ def test_every_field_of_a_step_run_is_one_the_pool_knows_about() -> None:
         "outputs_dir",
         "secrets",
         "caches",
+        "keep_failed",
     }
     assert {field.name for field in dataclasses.fields(StepRun)} == known

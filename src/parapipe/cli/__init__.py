@@ -23,11 +23,13 @@ from parapipe.cli.requests import (
     HookUninstallRequest,
     Request,
     RunRequest,
+    ShellRequest,
     ValidateRequest,
     WatchRequest,
     request_from,
 )
 from parapipe.cli.run import run_command
+from parapipe.cli.shell import shell_command
 from parapipe.cli.spec_commands import graph_command, validate_command
 from parapipe.cli.watch import watch_command
 from parapipe.errors import ExitCode, ParapipeError, SpecError
@@ -71,3 +73,5 @@ def _dispatch(request: Request) -> int:
             return hook_run_command(request)
         case CachePruneRequest():
             return cache_prune_command(request)
+        case ShellRequest():
+            return shell_command(request)

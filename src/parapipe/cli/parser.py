@@ -172,6 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=PATH",
         help="a secret's value read from a file, without one trailing newline (repeatable)",
     )
+    run.add_argument(
+        "-i",
+        "--interactive",
+        action="store_true",
+        help="once the run has settled, offer a shell in each step that failed, in its"
+        " container as it stopped; leaving it ends the run with the run's exit code. Needs a"
+        " terminal on stdin (else exit 2); every step then runs in a container of its own",
+    )
+    run.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="with -i: keep the failed steps' images afterwards and print their ids"
+        " (default: removed)",
+    )
+    _add_shell_option(run)
 
     commands.add_parser(
         "watch",
@@ -208,7 +223,43 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_parser(commands, _add_spec_option)
     add_hook_parser(commands, _add_spec_option)
     add_cache_parser(commands, _add_spec_option)
+    add_shell_parser(commands, _add_spec_option)
     return parser
+
+
+def add_shell_parser(commands: SubParsers, add_spec: AddSpecOption) -> None:
+    shell = commands.add_parser(
+        "shell",
+        help="open a shell in a step's setting, to try a command",
+        description="Open an interactive shell in a fresh container of the pipeline image with"
+        " STEP's workdir, env, secrets and caches, and its needs' outputs as 'run STEP"
+        " --no-deps' finds them (a hand-off, else the step cache). The container is removed"
+        " when you leave; the exit code is the shell's.",
+    )
+    add_spec(shell)
+    shell.add_argument("step", metavar="STEP", help="the step whose setting the shell has")
+    _add_shell_option(shell)
+    shell.add_argument(
+        "--engine",
+        choices=ENGINE_CHOICES,
+        default=default_engine(),
+        help="as for 'parapipe run' (default: $PARAPIPE_ENGINE, else auto)",
+    )
+    shell.add_argument(
+        "--secret", action="append", default=[], metavar="NAME=VALUE", help="as for 'run'"
+    )
+    shell.add_argument(
+        "--secret-file", action="append", default=[], metavar="NAME=PATH", help="as for 'run'"
+    )
+
+
+def _add_shell_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shell",
+        metavar="CMD",
+        help="the shell to open, split like a shell command line"
+        " (default: /bin/bash when the image has it, else /bin/sh)",
+    )
 
 
 _STEPS_HELP = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,21 @@ class RunRequest:
     report: Path | None = None
     timeline: Path | None = None
     # `--secret NAME=VALUE` and `--secret-file NAME=PATH`, read when the run starts.
+    secret_flags: tuple[str, ...] = field(default=(), repr=False)
+    secret_file_flags: tuple[str, ...] = ()
+    interactive: bool = False  # -i: a shell in each failed step once the run settled
+    keep_failed: bool = False
+    shell: tuple[str, ...] = ()  # --shell, split; empty: bash if the image has it, else sh
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShellRequest:
+    """`parapipe shell STEP`."""
+
+    spec: Path
+    step: str
+    engine: str = field(default_factory=default_engine)
+    shell: tuple[str, ...] = ()
     secret_flags: tuple[str, ...] = field(default=(), repr=False)
     secret_file_flags: tuple[str, ...] = ()
 
@@ -118,6 +134,7 @@ Request = (
     | HookUninstallRequest
     | HookRunRequest
     | CachePruneRequest
+    | ShellRequest
 )
 
 
@@ -143,6 +160,15 @@ def request_from(args: argparse.Namespace) -> Request:
             volumes=args.volumes,
             engine=args.engine,
         )
+    if args.command == "shell":
+        return ShellRequest(
+            spec=args.spec,
+            step=args.step,
+            engine=args.engine,
+            shell=_shell_argv(args.shell),
+            secret_flags=tuple(args.secret),
+            secret_file_flags=tuple(args.secret_file),
+        )
     raise AssertionError(f"a command the parser does not define: {args.command!r}")
 
 
@@ -165,7 +191,22 @@ def _run_request(args: argparse.Namespace) -> RunRequest:
         timeline=args.timeline,
         secret_flags=tuple(args.secret),
         secret_file_flags=tuple(args.secret_file),
+        interactive=args.interactive,
+        keep_failed=args.keep_failed,
+        shell=_shell_argv(args.shell),
     )
+
+
+def _shell_argv(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    try:
+        words = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise UsageError(f"--shell: {exc}: {text!r}") from None
+    if not words:
+        raise UsageError("--shell needs a command, such as --shell /bin/zsh")
+    return words
 
 
 def _hook_request(args: argparse.Namespace) -> Request:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from parapipe.cli.requests import RunRequest
+from parapipe.cli.shell import ShellChoice, check_interactive, offer_shells_after
 from parapipe.errors import UsageError
 
 if TYPE_CHECKING:
+    from parapipe.engine.api import Engine
     from parapipe.git.changes import Changes
     from parapipe.model import Pipeline, RunResult
     from parapipe.reporters.factory import ReportPaths
@@ -17,6 +20,9 @@ if TYPE_CHECKING:
 
 def run_command(request: RunRequest) -> int:
     from parapipe.spec.load import load_pipeline
+
+    if request.interactive:
+        check_interactive(request.output)
 
     return run_loaded(load_pipeline(request.spec), request)
 
@@ -27,10 +33,21 @@ def run_loaded(pipeline: Pipeline, request: RunRequest, changes: Changes | None 
     from parapipe.graph import select_steps
 
     options = run_options(pipeline, request, changes)
+    if request.interactive:
+        # Each step in a container of its own, which a failure keeps: none started ahead.
+        options = replace(options, prewarm=False)
     # An unknown step or an unwritable report is a usage error before any engine is contacted.
     select_steps(pipeline, options.steps, with_needs=not options.no_deps)
     reports = check_run_request(request)
-    return start_run(pipeline, options, request.engine, request.output, reports)
+    shells = ShellChoice(shell=request.shell, keep_failed=request.keep_failed)
+    return start_run(
+        pipeline,
+        options,
+        request.engine,
+        request.output,
+        reports,
+        shells=shells if request.interactive else None,
+    )
 
 
 def run_options(pipeline: Pipeline, request: RunRequest, changes: Changes | None) -> RunOptions:
@@ -49,11 +66,18 @@ def run_options(pipeline: Pipeline, request: RunRequest, changes: Changes | None
         export_dir=request.export_dir,
         prewarm=request.prewarm,
         secrets=parse_secret_flags(request.secret_flags, request.secret_file_flags),
+        keep_failed=request.interactive,
     )
 
 
 def start_run(
-    pipeline: Pipeline, options: RunOptions, engine_name: str, output: str, reports: ReportPaths
+    pipeline: Pipeline,
+    options: RunOptions,
+    engine_name: str,
+    output: str,
+    reports: ReportPaths,
+    *,
+    shells: ShellChoice | None = None,
 ) -> int:
     """Run the pipeline on the engine `engine_name` picks, shown as `output` asks, and return
     the exit code. The one place that wires the engine and the reporters to the run."""
@@ -67,8 +91,13 @@ def start_run(
     selection = select_run(pipeline, options)
     reporters = make_reporters(output, pipeline=pipeline, reports=reports)
 
+    chosen: list[Engine] = []
+
     async def run_on_chosen_engine() -> RunResult:
         engine, reason = await choose_engine(engine_name)
+        chosen.append(engine)
+        if shells is not None and (refusal := engine.shell_refusal()) is not None:
+            raise UsageError(f"-i/--interactive: {refusal}")
         return await run_pipeline(
             pipeline, options, reporters, engine=engine, engine_reason=reason, selection=selection
         )
@@ -79,6 +108,8 @@ def start_run(
         close_all(reporters)
     if result.cleanup_error:
         print(f"parapipe: {result.cleanup_error}", file=sys.stderr)
+    if shells is not None:
+        return offer_shells_after(chosen[0], pipeline, result, selection.secrets, shells)
     return result.exit_code
 
 

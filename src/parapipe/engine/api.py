@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +39,37 @@ class StepRun:
     # in an image or in a log. Not in `env`, so engines can treat them apart.
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     caches: tuple[CacheVolume, ...] = ()  # persistent volumes mounted into the container
+    # `run -i`: a step that exits non-zero leaves its filesystem as the image tagged
+    # `kept_image_tag(run_id, step)` (never with its secrets), for a shell once the run settled.
+    keep_failed: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShellRun:
+    """An interactive shell in a fresh container of `image_id`, attached to parapipe's own
+    terminal: `run -i` (a failed step's kept image) and `parapipe shell` (the pipeline image)."""
+
+    run_id: str
+    step: str
+    image_id: str
+    env: Mapping[str, str]
+    workdir: str
+    labels: Mapping[str, str]
+    shell: tuple[str, ...] = ()  # empty: /bin/bash when the image has it, else /bin/sh
+    inputs: tuple[Path, ...] = ()  # as `StepRun.inputs`: copied into the workdir first
+    # In the shell container's environment only, as a step's: never on a command line.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    caches: tuple[CacheVolume, ...] = ()
+
+
+def kept_image_tag(run_id: str, step: str) -> str:
+    """`parapipe-failed:<run_id>-<step>`, the tag of a failed step's kept filesystem; a valid
+    tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`), with a short hash when characters were replaced."""
+    wanted = f"{run_id}-{step}"
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "-", wanted)
+    if tag != wanted or len(tag) > 100:
+        tag = tag[:100] + "-" + hashlib.sha256(wanted.encode()).hexdigest()[:8]
+    return f"parapipe-failed:{tag}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +160,19 @@ class Engine(ABC):
     @abstractmethod
     async def remove_containers(self, run_id: str) -> None:
         """Remove every container labelled with `run_id` (a last sweep at the end of a run)."""
+
+    def shell_refusal(self) -> str | None:
+        """Why this engine cannot open an interactive shell (`run -i`, `parapipe shell`), if it
+        cannot; asked before anything runs."""
+        return f"{self.name} cannot open an interactive shell"
+
+    async def shell(self, run: ShellRun) -> int:
+        """Run `run`'s shell attached to parapipe's terminal until the user leaves it, then
+        remove its container; the shell's exit code. Only when `shell_refusal()` is None."""
+        raise UsageError(self.shell_refusal() or f"{self.name}: no shell")
+
+    async def remove_images(self, image_ids: Sequence[str]) -> None:  # noqa: B027 - optional
+        """Remove the kept images of failed steps (`run -i`); by default there are none."""
 
     async def remove_cache_volumes(self, pipeline: str) -> list[str]:
         """Remove the cache volumes of `pipeline` (`parapipe cache prune --volumes`); their

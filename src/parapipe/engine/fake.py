@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 
-from parapipe.engine.api import Engine, LineSink, StepRun
+from parapipe.engine.api import Engine, LineSink, ShellRun, StepRun, kept_image_tag
 from parapipe.errors import EngineError, ImageBuildFailed, OutputError
 from parapipe.model import ImagePlan, ImageSpec
 
@@ -42,6 +42,8 @@ class FakeEngine(Engine):
         self.most_running = 0
         self.runs: list[StepRun] = []
         self.swept: list[str] = []
+        self.shells: list[ShellRun] = []  # every shell opened, in order
+        self.shell_exit_code = 0
 
     async def check(self) -> None:
         pass
@@ -83,6 +85,8 @@ class FakeEngine(Engine):
                 exit_code = behaviour.exit_code
             if exit_code == 0 and run.outputs:
                 self._hand_out(run, behaviour)
+            if exit_code != 0 and run.keep_failed:
+                self.images[kept_image_tag(run.run_id, run.step)] = f"sha256:kept-{run.step}"
             return exit_code
         except anyio.get_cancelled_exc_class():
             behaviour.cancelled = True
@@ -109,3 +113,13 @@ class FakeEngine(Engine):
 
     async def remove_containers(self, run_id: str) -> None:
         self.swept.append(run_id)
+
+    def shell_refusal(self) -> str | None:
+        return None
+
+    async def shell(self, run: ShellRun) -> int:
+        self.shells.append(run)
+        return self.shell_exit_code
+
+    async def remove_images(self, image_ids: Sequence[str]) -> None:
+        self.images = {tag: i for tag, i in self.images.items() if i not in image_ids}

@@ -141,6 +141,35 @@ async def spawn(
             await process.aclose()
 
 
+async def attached_to_terminal(
+    program: Program, argv: Sequence[str], *, env: Mapping[str, str] | None = None
+) -> int:
+    """Run `argv` on parapipe's own stdin, stdout and stderr (an interactive shell) and return its
+    exit code. Unlike `start`, in parapipe's process group: the terminal is the child's to read
+    until it exits, and a Ctrl-C typed there reaches the child, not parapipe."""
+    try:
+        child = await anyio.open_process(
+            list(argv),
+            stdin=None,
+            stdout=None,
+            stderr=None,
+            env={**os.environ, **env} if env else None,
+        )
+    except OSError as exc:
+        raise EngineUnavailable(
+            f"{program.name}: cannot run `{program.binary}`: {exc.strerror or exc}"
+        ) from exc
+    try:
+        return await child.wait()
+    except BaseException:
+        with suppress(ProcessLookupError):
+            child.kill()
+        raise
+    finally:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(REAP_TIMEOUT):
+            await child.aclose()
+
+
 async def capture(
     program: Program,
     argv: Sequence[str],

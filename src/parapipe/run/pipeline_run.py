@@ -60,6 +60,7 @@ class RunOptions:
     # Secret values given on the command line; the host's environment supplies the rest.
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     prewarm: bool = True  # let the engine start step containers ahead of the steps
+    keep_failed: bool = False  # `run -i`: keep a failed step's filesystem for a shell
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,6 +181,7 @@ class PipelineRun:
             unchanged=self.unchanged,
             secrets=self.secrets,
             brought_in=self.brought_in,
+            keep_failed=options.keep_failed,
         )
         self.scheduler = Scheduler(
             needs,

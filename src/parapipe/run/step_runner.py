@@ -45,6 +45,7 @@ class StepRunner:
         unchanged: Mapping[str, str],
         secrets: Secrets,
         brought_in: Mapping[str, BroughtIn],
+        keep_failed: bool = False,
     ) -> None:
         self.pipeline = pipeline
         self.engine = engine
@@ -54,6 +55,7 @@ class StepRunner:
         self.unchanged = unchanged  # why `when.changed` leaves a step out, by step
         self.secrets = secrets
         self.brought_in = brought_in
+        self.keep_failed = keep_failed  # `run -i`
         self._image_id: str | None = None
         self._plan: ImagePlan | None = None
 
@@ -192,6 +194,7 @@ class StepRunner:
             outputs_dir=self.data.outputs_dir(step.name) if step.outputs else None,
             secrets=secrets,
             caches=self._cache_volumes(step),
+            keep_failed=self.keep_failed,
         )
 
     def _cache_volumes(self, step: Step) -> tuple[CacheVolume, ...]:

@@ -307,6 +307,14 @@ class DaggerEngine(Engine):
             await _export_outputs(done, run)
         return code
 
+    def shell_refusal(self) -> str | None:
+        # `Container.terminal()` attaches to the terminal of the `dagger` CLI's own session
+        # (`dagger call --interactive`); a connection opened from Python has none to give it.
+        return (
+            "not supported on dagger: the SDK's terminal() attaches only to the dagger CLI's"
+            " own session, not to parapipe's connection; use --engine docker or podman"
+        )
+
     async def remove_containers(self, run_id: str) -> None:
         # A step's container lives inside the Dagger engine and ends with its exec.
         return None

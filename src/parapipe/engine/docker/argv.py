@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
-from parapipe.engine.api import CacheVolume, StepRun, cache_volume_name, step_command
+from parapipe.engine.api import CacheVolume, ShellRun, StepRun, cache_volume_name, step_command
 from parapipe.engine.build_context import (
     CONTEXT_CA_BUNDLE,
     CONTEXT_PREPARE,
@@ -289,6 +289,52 @@ def run_argv(
         argv += ["-v", f"{cache.name}:{cache.path}"]
     command = loader.secrets_argv(run, nonce) if interactive else step_command(run.commands)
     return [*argv, "-w", run.workdir, run.image_id, *command]
+
+
+# The shell container's command, under `sh`: the `--shell` argv when given, else bash if the
+# image has it, else sh.
+_SHELL_SCRIPT: Final = """if [ "$#" -gt 0 ]; then exec "$@"; fi
+if [ -x /bin/bash ]; then exec /bin/bash; fi
+exec /bin/sh
+"""
+
+
+def shell_create_argv(binary: str, run: ShellRun, name: str) -> list[str]:
+    """`docker create -i -t` for an interactive shell: the step's env (as `run_argv` passes it),
+    its secrets as `-e NAME` only (their values come from the CLI's environment,
+    `shell_cli_env`), its caches and workdir. `sh` is the entrypoint, so the kept image's
+    command and any ENTRYPOINT are not run."""
+    labels = {**run.labels, LABEL_RUN: run.run_id, LABEL_STEP: run.step}
+    argv = container_argv(binary, "create", name, labels, interactive=True)
+    argv.append("--tty")
+    for variable, value in run.env.items():
+        if variable not in run.secrets:
+            argv += ["-e", variable if passed_through_cli_env(variable) else f"{variable}={value}"]
+    argv += [f"-e{secret}" for secret in run.secrets if passed_through_cli_env(secret)]
+    for cache in run.caches:
+        argv += ["-v", f"{cache.name}:{cache.path}"]
+    argv += ["-w", run.workdir, "--entrypoint", "/bin/sh", run.image_id]
+    return [*argv, "-c", _SHELL_SCRIPT, "parapipe", *run.shell]
+
+
+def shell_cli_env(run: ShellRun) -> dict[str, str]:
+    """The CLI's environment for `shell_create_argv`: the values of its `-e NAME` flags."""
+    return {**step_cli_env(run.env), **step_cli_env(run.secrets)}
+
+
+def start_terminal_argv(binary: str, name: str) -> list[str]:
+    """Start a `create`d shell container attached to parapipe's terminal."""
+    return [binary, "start", "--attach", "--interactive", name]
+
+
+def commit_argv(binary: str, name: str, tag: str) -> list[str]:
+    """A stopped container's filesystem as the image `tag`. Its config has the step's env but not
+    its secrets, which reached the step on stdin."""
+    return [binary, "commit", name, tag]
+
+
+def image_remove_argv(binary: str, images: Iterable[str]) -> list[str]:
+    return [binary, "rmi", "-f", *images]
 
 
 def pool_run_argv(

@@ -19,9 +19,9 @@ from typing import ClassVar, Final
 import anyio
 
 from parapipe.engine import process
-from parapipe.engine.api import Engine, LineSink, StepRun
+from parapipe.engine.api import Engine, LineSink, ShellRun, StepRun
 from parapipe.engine.docker import argv as argvs
-from parapipe.engine.docker import errors, images, podman_setup
+from parapipe.engine.docker import errors, images, podman_setup, shell
 from parapipe.engine.docker import pool as docker_pool
 from parapipe.engine.docker.images import BuildFlavour
 from parapipe.engine.docker.steps import StepContainers
@@ -101,6 +101,15 @@ class DockerEngine(Engine):
         again = await self._query(argvs.list_run_containers_argv(self.binary, run_id))
         if again.code != 0 or again.out.split():
             raise EngineError(f"{self.name}: cannot remove the run's containers: {removed.problem}")
+
+    def shell_refusal(self) -> str | None:
+        return None
+
+    async def shell(self, run: ShellRun) -> int:
+        return await shell.open_shell(self._steps, run)
+
+    async def remove_images(self, image_ids: Sequence[str]) -> None:
+        await shell.remove_images(self.program, image_ids)
 
     async def remove_cache_volumes(self, pipeline: str) -> list[str]:
         listed = await self._query(argvs.list_cache_volumes_argv(self.binary, pipeline))

@@ -80,12 +80,14 @@ CLOSE_WAIT: Final = 10.0  # for the CLIs of stopping containers, when the run en
 
 def can_take(run: StepRun, request: Prewarm) -> bool:
     """Whether `run` can start in a container made for `request`: the same run, image, workdir
-    and labels, no volumes, and variables that the loader's shell can export."""
+    and labels, no volumes, variables that the loader's shell can export, and not a step whose
+    failure is kept (`run -i`), which runs in a container of its own."""
     return (
         (run.run_id, run.image_id, run.workdir)
         == (request.run_id, request.image_id, request.workdir)
         and dict(run.labels) == dict(request.labels)
         and not run.caches
+        and not run.keep_failed
         and all(loader.exportable(name) for name in (*run.env, *run.secrets))
     )
 

@@ -21,7 +21,7 @@ import anyio.to_thread
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
 from parapipe.engine import process
-from parapipe.engine.api import CacheVolume, LineSink, StepRun
+from parapipe.engine.api import CacheVolume, LineSink, ShellRun, StepRun, kept_image_tag
 from parapipe.engine.docker import argv as argvs
 from parapipe.engine.docker import errors, loader
 from parapipe.engine.docker import files as step_files
@@ -61,7 +61,7 @@ class StepContainers:
                 return code
         name = argvs.container_name(run.run_id, run.step, run.attempt)
         for cache in run.caches:
-            await self._ensure_volume(cache)
+            await self.ensure_volume(cache)
         try:
             return await self._run_own(run, name, log)
         except BaseException:
@@ -83,7 +83,7 @@ class StepContainers:
         script = loader.secrets_script(run, nonce) if run.secrets else None
         env = argvs.step_cli_env(run.env)
         binary = self.program.binary
-        if not (run.inputs or run.outputs):
+        if not (run.inputs or run.outputs or run.keep_failed):
             argv = argvs.run_argv(binary, run, name, nonce=nonce)
             return await self._attached(argv, env, run, log, script)
         created = await process.capture(
@@ -96,11 +96,13 @@ class StepContainers:
             )
         try:
             if run.inputs:
-                await self._copy_in(name, run)
+                await self.copy_in(name, run)
             start = argvs.start_argv(binary, name, interactive=script is not None)
             code = await self._attached(start, None, run, log, script)
             if code == 0 and run.outputs:
                 await self._copy_out(name, run)
+            if code != 0 and run.keep_failed:
+                await self._keep(name, run, log)
             return code
         finally:
             with anyio.move_on_after(CLEANUP_TIMEOUT, shield=True):
@@ -165,7 +167,7 @@ class StepContainers:
             if not await pool.ready(pooled):
                 return None
             if run.inputs:
-                await self._copy_in(pooled.name, run)
+                await self.copy_in(pooled.name, run)
             if not await pool.send(pooled, run):
                 return None
             code = await self._follow_pooled(run, pooled, log)
@@ -202,7 +204,21 @@ class StepContainers:
             )
         return code
 
-    async def _copy_in(self, name: str, run: StepRun) -> None:
+    async def _keep(self, name: str, run: StepRun, log: LineSink) -> None:
+        """Keep the stopped container's filesystem as `kept_image_tag`, for `run -i`."""
+        tag = kept_image_tag(run.run_id, run.step)
+        # A retried step's earlier failure holds the tag: moving the tag would leave that image
+        # behind, untagged, so it goes first.
+        with suppress(ParapipeError):
+            remove = argvs.image_remove_argv(self.program.binary, [tag])
+            await process.query(self.program, remove, QUERY_TIMEOUT)
+        argv = argvs.commit_argv(self.program.binary, name, tag)
+        committed = await process.query(self.program, argv, QUERY_TIMEOUT)
+        if committed.code != 0:
+            log(f"parapipe: cannot keep the failed container for a shell: {committed.problem}")
+
+    async def copy_in(self, name: str, run: StepRun | ShellRun) -> None:
+        """Copy `run.inputs` (folders laid out like the workdir) into the container `name`."""
         with tempfile.TemporaryFile() as archive:
             await anyio.to_thread.run_sync(step_files.pack_folders, run.inputs, archive)
             argv = argvs.copy_in_argv(self.program.binary, name, run.workdir)
@@ -232,7 +248,7 @@ class StepContainers:
                 step_files.unpack_output, copied.stdout, output, run.outputs_dir, run.step
             )
 
-    async def _ensure_volume(self, cache: CacheVolume) -> None:
+    async def ensure_volume(self, cache: CacheVolume) -> None:
         """Create the cache's volume, labelled, unless it exists; `docker run -v` would make
         one without labels. Steps that start together wait for one another here."""
         binary = self.program.binary

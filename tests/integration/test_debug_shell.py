@@ -1,0 +1,233 @@
+"""`parapipe run -i` and `parapipe shell` on a real pseudo-terminal (pexpect), with real
+containers on Docker and on Podman: the shell sees what the step left and its setting, leaving it
+ends the run with the run's exit code, and nothing is left behind — no container, no kept image.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pexpect
+import pytest
+
+from tests.helpers.podman import why_podman_cannot_run
+from tests.helpers.project import Project
+
+pytestmark = pytest.mark.docker
+
+TOKEN = f"tok-{uuid.uuid4().hex[:16]}"  # a secret's value: never in a kept image
+PROMPT = re.compile(r"Open a shell in '(\w+)'\? ")
+WAIT = 240  # seconds for a run on a loaded machine: a bound for a hang, not a measurement
+
+FAILING = """\
+image: {from: busybox:latest}
+steps:
+  build:
+    run: ["mkdir -p dist && echo built > dist/app.txt"]
+    outputs: [dist]
+  test:
+    needs: [build]
+    env: {GREETING: hello-from-env}
+    secrets: [API_TOKEN]
+    caches: {tool: /cache}
+    run: ["echo proof > /tmp/proof", "exit 3"]
+"""
+
+TWO_FAILURES = """\
+image: {from: busybox:latest}
+steps:
+  left: {run: ["echo left > /tmp/proof", "exit 4"]}
+  right: {run: ["echo right > /tmp/proof", "exit 5"]}
+"""
+
+
+@pytest.fixture(params=["docker", "podman"])
+def engine(request: pytest.FixtureRequest, project: Project) -> Iterator[str]:
+    if request.param == "podman" and (why := why_podman_cannot_run()) is not None:
+        pytest.skip(why)
+    yield request.param
+    engine_cli(request.param, "volume", "rm", "-f", f"parapipe-cache-{project.name}-tool")
+    if request.param == "podman":
+        built = engine_cli("podman", "image", "ls", "-q", f"parapipe/{project.name}").split()
+        if built:
+            engine_cli("podman", "image", "rm", "-f", *built)
+
+
+def engine_cli(engine: str, *args: str) -> str:
+    done = subprocess.run([engine, *args], capture_output=True, text=True, check=False)
+    return done.stdout
+
+
+def spawn(project: Project, engine: str, *args: str) -> pexpect.spawn:
+    env = {**os.environ, "NO_COLOR": "1", "API_TOKEN": TOKEN, "TERM": "dumb"}
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "parapipe", *args, "-f", "ci.yaml", "--engine", engine],
+        cwd=str(project.root),
+        env=env,
+        encoding="utf-8",
+        timeout=WAIT,
+        dimensions=(50, 200),
+    )
+
+
+def in_shell(child: pexpect.spawn, command: str, expected: str) -> None:
+    """Run `command` in the shell and wait for `expected`, which its echo cannot show: the
+    command prints it through `$(...)` or `${...}`."""
+    child.sendline(command)
+    child.expect_exact(expected)
+
+
+def finished(child: pexpect.spawn) -> int:
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus is not None, child.before
+    return child.exitstatus
+
+
+def left_behind(engine: str, project: Project, run_id: str) -> list[str]:
+    containers = engine_cli(engine, "ps", "-aq", "--filter", f"label=io.parapipe.run={run_id}")
+    pipeline = engine_cli(
+        engine, "ps", "-aq", "--filter", f"label=io.parapipe.pipeline={project.name}"
+    )
+    images = engine_cli(engine, "images", "--format", "{{.Repository}}:{{.Tag}}")
+    kept = [line for line in images.split() if run_id in line]
+    # A kept image carries its container's labels, tagged or not.
+    labelled = engine_cli(engine, "images", "-aq", "--filter", f"label=io.parapipe.run={run_id}")
+    return [*containers.split(), *pipeline.split(), *kept, *labelled.split()]
+
+
+def run_id_of(project: Project) -> str:
+    return project.last_run().name
+
+
+def test_the_shell_opens_where_the_step_failed_and_leaving_ends_the_run(
+    project: Project, engine: str
+) -> None:
+    project.write_spec(FAILING)
+    child = spawn(project, engine, "run", "-i", "--output", "plain")
+    child.expect(PROMPT)
+    assert child.match.group(1) == "test"
+    assert "step 'test' failed with exit 3" in child.before
+    assert "command: exit 3" in child.before
+    assert "leave with `exit`" in child.before
+    child.sendline("")
+    in_shell(child, 'echo "P=$(cat /tmp/proof)"', "P=proof")
+    in_shell(child, 'echo "E=${GREETING}"', "E=hello-from-env")
+    in_shell(child, 'echo "S=${API_TOKEN}"', f"S={TOKEN}")
+    in_shell(child, 'echo "D=$(cat dist/app.txt) W=$(pwd)"', "D=built W=/src")
+    in_shell(child, 'echo "C=$(grep -c " /cache " /proc/mounts)"', "C=1")
+    child.sendline("exit")
+    assert finished(child) == 1  # the run's exit code, not the shell's
+    assert left_behind(engine, project, run_id_of(project)) == []
+
+
+def test_two_parallel_failures_are_offered_in_turn(project: Project, engine: str) -> None:
+    project.write_spec(TWO_FAILURES)
+    child = spawn(project, engine, "run", "-i", "--keep-going", "--output", "plain")
+    offered: list[str] = []
+    for number in (1, 2):
+        child.expect(PROMPT)
+        step = child.match.group(1)
+        offered.append(step)
+        assert f"[{number}/2] step '{step}' failed" in child.before
+        child.sendline("y")
+        in_shell(child, 'echo "P=$(cat /tmp/proof)"', f"P={step}")
+        child.sendline("exit")
+    assert sorted(offered) == ["left", "right"]
+    assert finished(child) == 1
+    assert left_behind(engine, project, run_id_of(project)) == []
+
+
+def test_quit_skips_to_the_end(project: Project, engine: str) -> None:
+    project.write_spec(TWO_FAILURES)
+    child = spawn(project, engine, "run", "-i", "--keep-going", "--output", "plain")
+    child.expect(PROMPT)
+    child.sendline("q")
+    assert finished(child) == 1
+    assert "[2/2]" not in (child.before or "")
+    assert left_behind(engine, project, run_id_of(project)) == []
+
+
+def test_keep_failed_prints_an_image_without_the_secret(project: Project, engine: str) -> None:
+    project.write_spec(FAILING)
+    child = spawn(project, engine, "run", "-i", "--keep-failed", "--output", "plain")
+    child.expect(PROMPT)
+    child.sendline("s")
+    child.expect(r"kept the filesystem of 'test' as image (\S+)")
+    image = child.match.group(1)
+    try:
+        assert finished(child) == 1
+        inspected = engine_cli(engine, "image", "inspect", image)
+        history = engine_cli(engine, "history", "--no-trunc", image)
+        assert inspected, f"{engine} has no image {image}"
+        assert TOKEN not in inspected
+        assert TOKEN not in history
+        assert "GREETING=hello-from-env" in inspected
+    finally:
+        engine_cli(engine, "image", "rm", "-f", image)
+    assert left_behind(engine, project, run_id_of(project)) == []
+
+
+def test_a_retried_failure_is_kept_once(project: Project, engine: str) -> None:
+    project.write_spec(
+        "image: {from: busybox:latest}\n"
+        "steps:\n"
+        '  flaky: {retries: 1, run: ["echo $PARAPIPE_ATTEMPT > /tmp/proof", "exit 6"]}\n'
+    )
+    child = spawn(project, engine, "run", "-i", "--output", "plain")
+    child.expect(PROMPT)
+    child.sendline("")
+    in_shell(child, 'echo "A=$(cat /tmp/proof)"', "A=2")  # the last attempt's
+    child.sendline("exit")
+    assert finished(child) == 1
+    assert left_behind(engine, project, run_id_of(project)) == []
+
+
+def test_ctrl_c_at_the_offer_leaves_nothing(project: Project, engine: str) -> None:
+    project.write_spec(FAILING)
+    child = spawn(project, engine, "run", "-i", "--output", "plain")
+    child.expect(PROMPT)
+    child.sendintr()
+    assert finished(child) == 130
+    assert left_behind(engine, project, run_id_of(project)) == []
+
+
+def test_without_a_terminal_run_i_is_refused_at_once(project: Project) -> None:
+    project.write_spec(FAILING)
+    done = subprocess.run(
+        [sys.executable, "-m", "parapipe", "run", "-i", "-f", "ci.yaml"],
+        cwd=project.root,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "parapipe: -i/--interactive needs a terminal on stdin, and stdin is not one"
+    ]
+    assert project.runs() == []  # refused before anything ran
+
+
+def test_parapipe_shell_has_the_steps_env_and_its_needs_outputs(
+    project: Project, engine: str
+) -> None:
+    project.write_spec(FAILING)
+    built = project.run("run", "-f", "ci.yaml", "--engine", engine, "build")
+    assert built.exit_code == 0, built.output
+    child = spawn(project, engine, "shell", "test")
+    in_shell(child, 'echo "D=$(cat dist/app.txt)"', "D=built")
+    in_shell(
+        child, 'echo "E=${GREETING} S=${API_TOKEN} W=$(pwd)"', f"E=hello-from-env S={TOKEN} W=/src"
+    )
+    in_shell(child, 'echo "C=$(grep -c " /cache " /proc/mounts)"', "C=1")
+    child.sendline("exit 7")
+    assert finished(child) == 7  # the shell's own exit code
+    assert left_behind(engine, project, "shell-") == []
