@@ -98,6 +98,8 @@ class CachePruneRequest:
     spec: Path
     max_bytes: int
     volumes: bool = False
+    images: bool = False
+    keep_images: int | None = None  # None: the spec's `image.keep`
     engine: str = "auto"
 
 
@@ -131,6 +133,8 @@ def request_from(args: argparse.Namespace) -> Request:
             spec=args.spec,
             max_bytes=_max_bytes(args.max_size),
             volumes=args.volumes,
+            images=args.images,
+            keep_images=args.keep,
             engine=args.engine,
         )
     raise AssertionError(f"a command the parser does not define: {args.command!r}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from parapipe.engine.api import Engine, LineSink, StepRun
+from parapipe.engine.api import Engine, LineSink, RemovedImages, StepRun
 from parapipe.errors import EngineError, ImageBuildFailed, OutputError
 from parapipe.model import ImagePlan, ImageSpec
 
@@ -42,6 +42,7 @@ class FakeEngine(Engine):
         self.most_running = 0
         self.runs: list[StepRun] = []
         self.swept: list[str] = []
+        self.pruned: list[tuple[str, int, frozenset[str]]] = []  # remove_old_images calls
 
     async def check(self) -> None:
         pass
@@ -60,6 +61,12 @@ class FakeEngine(Engine):
                 raise ImageBuildFailed(f"setup command failed with exit 1: {command}")
         self.images[plan.tag] = f"sha256:{len(self.images) + 1:064d}"
         return self.images[plan.tag]
+
+    async def remove_old_images(
+        self, pipeline: str, *, keep: int, keep_ids: frozenset[str] = frozenset()
+    ) -> RemovedImages:
+        self.pruned.append((pipeline, keep, keep_ids))
+        return RemovedImages()
 
     async def run_step(self, run: StepRun, log: LineSink) -> int:
         behaviour = self.steps.setdefault(run.step, FakeStep())

@@ -34,6 +34,7 @@ class ImageSpec:
     setup: tuple[str, ...]
     host_ca: bool
     location: Location  # of the `image` key
+    keep: int = 3  # pipeline images kept after a build (`image.keep`); older ones are removed
 
 
 @dataclass(frozen=True, kw_only=True)

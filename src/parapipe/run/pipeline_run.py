@@ -14,7 +14,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskStatus
 
-from parapipe.engine.api import Engine
+from parapipe.engine.api import Engine, RemovedImages
 from parapipe.errors import ImageBuildFailed, ParapipeError
 from parapipe.globs import unchanged_reason
 from parapipe.graph import needs_within, remaining_path_lengths, select_steps
@@ -218,7 +218,10 @@ class PipelineRun:
                         with self._image_scope:
                             image = await self._prepare_image()
                         if image is not None and image.status is Status.PASSED:
-                            await self.scheduler.run()
+                            async with anyio.create_task_group() as housekeeping:
+                                if not image.reused:
+                                    housekeeping.start_soon(self._remove_old_images, image)
+                                await self.scheduler.run()
                     task_group.cancel_scope.cancel()
                 finally:
                     self.publish(StepsOver())
@@ -307,6 +310,22 @@ class PipelineRun:
                 )
         self.publish(ImageFinished(result=result))
         return result
+
+    async def _remove_old_images(self, image: ImageResult) -> None:
+        """A build made a new image: the pipeline's old ones go (`image.keep`), while the steps
+        run. What went, or why not, goes to the image log; the run goes on either way."""
+        keep_ids = frozenset({image.image_id}) if image.image_id else frozenset()
+        try:
+            removed = await self.engine.remove_old_images(
+                self.pipeline.name, keep=self.pipeline.image.keep, keep_ids=keep_ids
+            )
+        except ParapipeError as exc:
+            removed = RemovedImages(problem=str(exc))
+        with self.folder.open_log(self.folder.image_log) as log:
+            for reference in removed.removed:
+                log.write(f"parapipe: removed the old image {reference}\n")
+            if removed.problem:
+                log.write(f"parapipe: {self.secrets.redact(removed.problem)}\n")
 
     def _step_started(self, name: str) -> None:
         # A step left out as unchanged never starts: it is only reported as it finishes.

@@ -10,7 +10,17 @@ from parapipe.spec.data import DATA_KEYS
 from parapipe.spec.execution import EXECUTION_KEYS
 
 PIPELINE_KEYS: Final = ("name", "defaults", "image", "steps")
-IMAGE_KEYS: Final = ("from", "build", "source", "exclude", "workdir", "env", "setup", "host_ca")
+IMAGE_KEYS: Final = (
+    "from",
+    "build",
+    "source",
+    "exclude",
+    "workdir",
+    "env",
+    "setup",
+    "host_ca",
+    "keep",
+)
 BUILD_KEYS: Final = ("context", "dockerfile", "args")
 STEP_KEYS: Final = ("run", "needs", "env", "tags", "when", *EXECUTION_KEYS, *DATA_KEYS)
 
