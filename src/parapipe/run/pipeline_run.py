@@ -18,7 +18,7 @@ from parapipe.engine.api import Engine, RemovedImages
 from parapipe.errors import ImageBuildFailed, ParapipeError
 from parapipe.globs import unchanged_reason
 from parapipe.graph import needs_within, remaining_path_lengths, select_steps
-from parapipe.model import ImageResult, Pipeline, RunInfo, RunResult, Status, StepResult
+from parapipe.model import ImagePlan, ImageResult, Pipeline, RunInfo, RunResult, Status, StepResult
 from parapipe.run.events import (
     EventStream,
     ImageFinished,
@@ -103,6 +103,8 @@ async def run_pipeline(
             keep_going=options.keep_going,
             changed_files=options.changed_files,
             read_cache=not options.no_cache,
+            data=StepData(pipeline, folder.path, read_cache=not options.no_cache),
+            fingerprints=secrets.fingerprints,
         )
         subscribers = [*subscribers, prewarm]  # after the reporters, as each step is shown
     run = PipelineRun(
@@ -276,6 +278,7 @@ class PipelineRun:
         """Resolve the base, then reuse the image tagged with the content hash or build it."""
         started = time.monotonic()
         tag = f"parapipe/{self.pipeline.name}"
+        ready_plan: ImagePlan | None = None
         self.publish(ImageStarted(tag=tag))
         with self.folder.open_log(self.folder.image_log) as log_file:
             log = line_sink(
@@ -290,6 +293,7 @@ class PipelineRun:
                 if image_id is None:
                     image_id = await self.engine.build_image(plan, log)
                 self.steps.use_image(image_id, plan)
+                ready_plan = plan
                 result = ImageResult(
                     tag=tag,
                     status=Status.PASSED,
@@ -308,7 +312,7 @@ class PipelineRun:
                     log_path=self.folder.image_log,
                     reason=reason,
                 )
-        self.publish(ImageFinished(result=result))
+        self.publish(ImageFinished(result=result, plan=ready_plan))
         return result
 
     async def _remove_old_images(self, image: ImageResult) -> None:
