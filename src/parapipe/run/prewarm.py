@@ -281,7 +281,7 @@ class PrewarmSubscriber:
             forecast.taken(event.step)  # an engine's pool counts it off as it takes one
         elif isinstance(event, StepFinished):
             forecast.finished(event.result)
-            if self._keys is not None:
+            if self._keys is not None and event.result.status.ok:  # else its dependents skip
                 for name in self._keys.finished(event.result.name):
                     forecast.reconsider(name, taking=bool(self._taking([name])))
             self._engine.prewarm(forecast.request())
