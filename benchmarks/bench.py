@@ -10,14 +10,17 @@ geometric means of the first two across shapes, and whether parapipe meets its t
 TARGETS).  It also times `parapipe validate` on a 1,000-step spec.
 
 Runners
-  parapipe  `parapipe run -f SPEC -j N --output plain --no-cache` on a generated spec whose
-            image is `{from: IMAGE, source: <empty folder>}`.  Each shape is run once untimed
-            first, so the pipeline image exists: the timings are the steady state a developer
-            sees on a re-run.  `--no-cache` makes every step run (the step cache would
-            otherwise restore them all).  The image, parapipe/parapipe-bench:<content hash>, is
-            the same for every shape and every invocation, and is left in place, as parapipe
-            does by design.  By default parapipe starts the containers of the steps about to
-            run ahead of time (its pool), in networks that a few holder containers lend.
+  parapipe  `parapipe run -f SPEC -j N --output plain`, the default configuration, on a
+            generated spec whose image is `{from: IMAGE, source: <empty folder>}`.  Each shape
+            is run once untimed first, so the pipeline image exists: the timings are the steady
+            state a developer sees on a re-run.  Before each run, every step gets a new value
+            of RUN_VALUE in its `env`: that changes each step's cache key but not the image,
+            so every step runs (as after an edit to the steps) and parapipe's forecast, which
+            asks the step cache by each step's exact key, starts containers ahead.  The image,
+            parapipe/parapipe-bench:<content hash>, is the same for every shape and every
+            invocation, and is left in place, as parapipe does by design.  By default
+            parapipe starts the containers of the steps about to run ahead of time (its
+            pool), in networks that a few holder containers lend.
   parapipe-nopool
             the same with `--no-prewarm`: each step's container starts when the step does,
             in a network of its own.
@@ -187,7 +190,10 @@ def yaml_list(items: Iterable[str]) -> str:
     return "[" + ", ".join(items) + "]"
 
 
-def render_parapipe_spec(shape: Shape, image: str, source: Path) -> str:
+def render_parapipe_spec(shape: Shape, image: str, source: Path, run_value: str = "") -> str:
+    """With `run_value`, every step gets it as RUN_VALUE in its env: a new value per run changes
+    every step's cache key and nothing in the image, so the step cache serves none of them and
+    the run is parapipe's default one (no `--no-cache`)."""
     lines = [
         # The name picks the image's repository, parapipe/parapipe-bench: one tag per content
         # hash, the same for every shape and every invocation, so re-runs reuse it.
@@ -201,6 +207,8 @@ def render_parapipe_spec(shape: Shape, image: str, source: Path) -> str:
         lines += [f"  {name}:", f"    run: {yaml_str(step.command)}"]
         if step.needs:
             lines.append(f"    needs: {yaml_list(step.needs)}")
+        if run_value:
+            lines.append(f"    env: {{RUN_VALUE: {yaml_str(run_value)}}}")
     return "\n".join(lines) + "\n"
 
 
@@ -340,17 +348,22 @@ class ParapipeRunner(Runner):
         self.name = "parapipe" if prewarm else NOPOOL
 
     def prepare(self, shape: Shape, folder: Path, config: Config) -> None:
-        source = folder / "source"
-        source.mkdir()
-        spec = render_parapipe_spec(shape, config.image, source)
+        (folder / "source").mkdir()
+        self.write_spec(shape, folder, config)
+
+    def write_spec(self, shape: Shape, folder: Path, config: Config) -> None:
+        """The spec, with a step env value no earlier run of it had."""
+        run_value = uuid.uuid4().hex[:12]
+        spec = render_parapipe_spec(shape, config.image, folder / "source", run_value)
         (folder / "parapipe.yaml").write_text(spec, encoding="utf-8")
 
     def argv(self, folder: Path, config: Config) -> list[str]:
         spec = str(folder / "parapipe.yaml")
         argv = [self.executable, "run", "-f", spec, "-j", str(config.jobs), "--output", "plain"]
-        return [*argv, "--no-cache", *([] if self.prewarm else ["--no-prewarm"])]
+        return [*argv, *([] if self.prewarm else ["--no-prewarm"])]
 
     def run(self, shape: Shape, folder: Path, config: Config) -> Outcome:
+        self.write_spec(shape, folder, config)  # untimed: a developer's edit
         return run_timed(self.argv(folder, config), cwd=folder, timeout=config.timeout)
 
     def clean_up(self, config: Config) -> None:

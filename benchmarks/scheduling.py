@@ -4,7 +4,9 @@
    the spec lists first, run with `--jobs 2`. First-come order starts the short steps first and
    leaves the chain for last; critical-path order starts the chain at once. One untimed run
    records the steps' durations in `.parapipe/`, then `--schedule fifo` and
-   `--schedule critical-path` runs alternate, and the medians are compared.
+   `--schedule critical-path` runs alternate, and the medians are compared. Each run gives
+   every step a new env value, so the step cache serves none (the default configuration, no
+   `--no-cache`).
 2. planning: a generated 10,000-step spec is loaded, validated, selected and planned
    (critical-path lengths) in-process, and `parapipe validate` is timed as a command.
 
@@ -15,6 +17,7 @@ Needs the image locally (scripts/seed-images seeds busybox:latest) and a running
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import statistics
 import subprocess
@@ -30,12 +33,16 @@ PLAN_STEPS = 10_000
 PARAPIPE = [sys.executable, "-m", "parapipe"]
 
 
-def makespan_spec(image: str) -> str:
-    lines = ["name: parapipe-bench-schedule", f"image: {{from: {image}}}", "steps:"]
-    lines += [f"  short{i}: {{run: sleep 0.3}}" for i in range(SHORT)]
+def makespan_spec(image: str, run_value: str) -> str:
+    """Every step has `run_value` in its env: a new one per run changes each step's cache key
+    but not the image (whose source is an empty folder), so every step runs again without
+    `--no-cache`, in parapipe's default configuration."""
+    lines = ["name: parapipe-bench-schedule", f"image: {{from: {image}, source: src}}", "steps:"]
+    env = f"env: {{RUN_VALUE: '{run_value}'}}"
+    lines += [f"  short{i}: {{run: sleep 0.3, {env}}}" for i in range(SHORT)]
     for i in range(CHAIN):
         needs = f", needs: [chain{i - 1}]" if i else ""
-        lines.append(f"  chain{i}: {{run: sleep 1{needs}}}")
+        lines.append(f"  chain{i}: {{run: sleep 1{needs}, {env}}}")
     return "\n".join(lines) + "\n"
 
 
@@ -62,12 +69,15 @@ def makespans(image: str, repeat: int) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="parapipe-bench-schedule-"))
     try:
         spec = folder / "ci.yaml"
-        spec.write_text(makespan_spec(image))
+        (folder / "src").mkdir()
+        runs = itertools.count()
+        spec.write_text(makespan_spec(image, f"run-{next(runs)}"))
         timed_run(spec, "fifo")  # builds the image and records every step's duration
         times: dict[str, list[float]] = {"fifo": [], "critical-path": []}
         for index in range(repeat):
             order = ["fifo", "critical-path"] if index % 2 == 0 else ["critical-path", "fifo"]
             for schedule in order:
+                spec.write_text(makespan_spec(image, f"run-{next(runs)}"))  # nothing cached
                 times[schedule].append(timed_run(spec, schedule))
         return {schedule: statistics.median(values) for schedule, values in times.items()}
     finally:

@@ -43,14 +43,13 @@ def remove_pipeline_images(pipeline: str) -> None:
     """Images are the product of a run and are meant to be reused; the tests' own are not.
 
     A build whose setup fails leaves the image of its last good step behind, untagged but
-    labelled with the pipeline: removing it removes the untagged layers under it too."""
+    labelled with the pipeline, and the legacy builder's intermediate images carry the label
+    too: every image labelled with the test's own pipeline goes."""
     if shutil.which("docker") is None:
         return
     tagged = _image_ids("ls", "-q", f"parapipe/{pipeline}")
-    dangling = _image_ids(
-        "ls", "-aq", "--filter", "dangling=true", "--filter", f"label={LABEL_PIPELINE}={pipeline}"
-    )
-    ids = sorted(set(tagged + dangling))
+    labelled = _image_ids("ls", "-aq", "--filter", f"label={LABEL_PIPELINE}={pipeline}")
+    ids = sorted(set(tagged + labelled))
     if ids:
         subprocess.run(["docker", "image", "rm", "-f", *ids], capture_output=True, check=False)
 

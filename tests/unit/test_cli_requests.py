@@ -100,6 +100,12 @@ def test_run_defaults_are_the_requests_defaults(monkeypatch: pytest.MonkeyPatch)
                 spec=Path("pipelines/ci.yaml"), max_bytes=1024, volumes=True, engine="podman"
             ),
         ),
+        (
+            ["cache", "prune", "--images", "--keep", "2"],
+            CachePruneRequest(
+                spec=Path("pipelines/ci.yaml"), max_bytes=2 << 30, images=True, keep_images=2
+            ),
+        ),
     ],
 )
 def test_each_command_becomes_its_request(argv: list[str], expected: Request) -> None:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from parapipe.engine.fake import FakeEngine
-from parapipe.model import Prewarm, Status, StepResult
+from parapipe.engine.fake import FakeEngine, FakeStep
+from parapipe.model import ImagePlan, Prewarm, Status, StepResult
 from parapipe.run.pipeline_run import RunOptions, run_pipeline
-from parapipe.run.prewarm import ContainerForecast, steps_taking_containers
+from parapipe.run.prewarm import ContainerForecast, ExactCacheKeys, steps_taking_containers
 from parapipe.run.state.step_cache import StepCache
+from parapipe.run.state.step_data import StepData
 from parapipe.spec.load import load_pipeline
 
 TEMPLATE = Prewarm(run_id="r", image_id="i", workdir="/src", labels={}, jobs=4, soon=0, limit=0)
@@ -241,3 +242,70 @@ async def test_the_run_tells_the_engine_its_forecast_as_steps_start_and_finish(
     counts = [(soon, limit) for soon, limit, _ in engine.requests]
     assert counts == [(2, 2), (2, 2), (1, 1), (1, 1), (0, 0)]
     assert all(session_open for *_, session_open in engine.requests)
+
+
+EXACT_SPEC = """\
+name: exact
+image: {{from: busybox:latest, exclude: [ci.yaml]}}
+steps:
+  build: {{run: 'true', outputs: [out.txt], env: {{V: "1"}}}}
+  test: {{run: 'true', needs: [build], env: {{W: "{test}"}}}}
+  lint: {{run: 'true', env: {{X: "{lint}"}}}}
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_root_whose_env_changed_is_predicted_by_its_exact_key(tmp_path: Path) -> None:
+    spec = tmp_path / "ci.yaml"
+    spec.write_text(EXACT_SPEC.format(test=1, lint=1))
+    engine = ForecastRecorder()
+    engine.steps["build"] = FakeStep(files={"out.txt": "built"})
+    await run_pipeline(load_pipeline(spec), RunOptions(jobs=1), [], engine=engine)
+    spec.write_text(EXACT_SPEC.format(test=1, lint=2))  # the image stays; lint's key changes
+    engine.requests.clear()
+    await run_pipeline(load_pipeline(spec), RunOptions(jobs=1), [], engine=engine)
+    # Once the image is ready: lint will take a container (it has an entry, under its old key).
+    assert engine.requests[0][:2] == (1, 1)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_step_receiving_outputs_is_predicted_once_its_need_finished(
+    tmp_path: Path,
+) -> None:
+    spec = tmp_path / "ci.yaml"
+    spec.write_text(EXACT_SPEC.format(test=1, lint=1))
+    engine = ForecastRecorder()
+    engine.steps["build"] = FakeStep(files={"out.txt": "built"})
+    await run_pipeline(load_pipeline(spec), RunOptions(jobs=1), [], engine=engine)
+    spec.write_text(EXACT_SPEC.format(test=2, lint=1))
+    engine.requests.clear()
+    result = await run_pipeline(load_pipeline(spec), RunOptions(jobs=1), [], engine=engine)
+    assert result.steps["build"].status is Status.CACHED
+    assert result.steps["test"].status is Status.PASSED
+    counts = [(soon, limit) for soon, limit, _ in engine.requests]
+    # test's key holds build's outputs: guessed a hit until build finished, then known a miss.
+    assert counts[0] == (0, 0)
+    assert (1, 1) in counts
+
+
+def test_exact_keys_wait_for_the_needs_that_hand_on_outputs(tmp_path: Path) -> None:
+    spec = tmp_path / "ci.yaml"
+    spec.write_text(EXACT_SPEC.format(test=1, lint=1))
+    pipeline = load_pipeline(spec)
+    data = StepData(pipeline, tmp_path / "run", read_cache=True)
+    plan = ImagePlan(
+        tag="parapipe/exact:1", base_id="sha256:b", source=tmp_path, files=(), workdir="/src",
+        env={}, setup=(), ca_bundle=None, labels={},
+    )  # fmt: skip
+    keys = ExactCacheKeys(pipeline, list(pipeline.steps), plan, data, lambda step: {})
+    assert keys.hit("lint") is False
+    assert keys.hit("test") is None  # build's outputs are part of its key
+    lint = pipeline.steps["lint"]
+    log = tmp_path / "log.txt"
+    log.write_text("log\n")
+    data.cache.store(data.key(lint, plan, {}), "exact", "lint", 1.0, log, None)
+    assert keys.hit("lint") is True
+    assert keys.finished("build") == ["test"]
+    assert keys.hit("test") is False

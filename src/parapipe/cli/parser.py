@@ -355,7 +355,8 @@ def add_cache_parser(commands: SubParsers, add_spec: AddSpecOption) -> None:
         "prune",
         help="remove the least recently used entries beyond a size",
         description="Remove the least recently used step-cache entries until the cache holds"
-        " at most --max-size; with --volumes, also remove the pipeline's cache volumes.",
+        " at most --max-size; with --volumes, also remove the pipeline's cache volumes; with"
+        " --images, its old images.",
     )
     add_spec(prune)
     prune.add_argument(
@@ -373,11 +374,24 @@ def add_cache_parser(commands: SubParsers, add_spec: AddSpecOption) -> None:
         " fails (exit 3)",
     )
     prune.add_argument(
+        "--images",
+        action="store_true",
+        help="also remove the pipeline's images beyond the newest --keep (and the untagged ones"
+        " failed builds left), except those a container uses",
+    )
+    prune.add_argument(
+        "--keep",
+        type=_positive_int,
+        metavar="N",
+        help="how many of the pipeline's images --images keeps (default: the spec's image.keep,"
+        " 3 when it has none)",
+    )
+    prune.add_argument(
         "--engine",
         choices=ENGINE_CHOICES,
         default="auto",
-        help="the engine whose volumes --volumes removes; auto as for 'parapipe run'"
-        " (default: auto)",
+        help="the engine whose volumes --volumes and images --images remove; auto as for"
+        " 'parapipe run' (default: auto)",
     )
 
 

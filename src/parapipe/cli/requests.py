@@ -121,6 +121,8 @@ class CachePruneRequest:
     spec: Path
     max_bytes: int
     volumes: bool = False
+    images: bool = False
+    keep_images: int | None = None  # None: the spec's `image.keep`
     engine: str = "auto"
 
 
@@ -158,6 +160,8 @@ def request_from(args: argparse.Namespace) -> Request:
             spec=args.spec,
             max_bytes=_max_bytes(args.max_size),
             volumes=args.volumes,
+            images=args.images,
+            keep_images=args.keep,
             engine=args.engine,
         )
     if args.command == "shell":

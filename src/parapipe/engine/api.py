@@ -87,6 +87,14 @@ class CacheVolume:
         return {LABEL_PIPELINE: self.pipeline, LABEL_CACHE: self.cache}
 
 
+@dataclass(frozen=True, kw_only=True)
+class RemovedImages:
+    """What `Engine.remove_old_images` removed: tags, and the ids of untagged images."""
+
+    removed: tuple[str, ...] = ()
+    problem: str = ""  # why some image that should have gone is still there; "" when none is
+
+
 def cache_volume_name(pipeline: str, cache: str) -> str:
     """`parapipe-cache-<pipeline>-<cache>`, a valid volume name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`).
 
@@ -178,3 +186,12 @@ class Engine(ABC):
         """Remove the cache volumes of `pipeline` (`parapipe cache prune --volumes`); their
         names. Raises `UsageError` for an engine that keeps them out of parapipe's reach."""
         raise UsageError(f"{self.name} keeps cache volumes itself: parapipe cannot remove them")
+
+    async def remove_old_images(
+        self, pipeline: str, *, keep: int, keep_ids: frozenset[str] = frozenset()
+    ) -> RemovedImages:
+        """Remove the images labelled as `pipeline`'s beyond the newest `keep` (counting
+        `keep_ids`, which always stay), except those a container uses, and every untagged one a
+        failed build left, with the layers only they held. Raises `UsageError` for an engine
+        that keeps its images out of parapipe's reach."""
+        raise UsageError(f"{self.name} keeps images in its own engine, which prunes them itself")

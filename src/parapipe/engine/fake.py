@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from parapipe.engine.api import Engine, LineSink, ShellRun, StepRun, kept_image_tag
+from parapipe.engine.api import Engine, LineSink, RemovedImages, ShellRun, StepRun, kept_image_tag
 from parapipe.errors import EngineError, ImageBuildFailed, OutputError
 from parapipe.model import ImagePlan, ImageSpec
 
@@ -44,6 +44,7 @@ class FakeEngine(Engine):
         self.swept: list[str] = []
         self.shells: list[ShellRun] = []  # every shell opened, in order
         self.shell_exit_code = 0
+        self.pruned: list[tuple[str, int, frozenset[str]]] = []  # remove_old_images calls
 
     async def check(self) -> None:
         pass
@@ -62,6 +63,12 @@ class FakeEngine(Engine):
                 raise ImageBuildFailed(f"setup command failed with exit 1: {command}")
         self.images[plan.tag] = f"sha256:{len(self.images) + 1:064d}"
         return self.images[plan.tag]
+
+    async def remove_old_images(
+        self, pipeline: str, *, keep: int, keep_ids: frozenset[str] = frozenset()
+    ) -> RemovedImages:
+        self.pruned.append((pipeline, keep, keep_ids))
+        return RemovedImages()
 
     async def run_step(self, run: StepRun, log: LineSink) -> int:
         behaviour = self.steps.setdefault(run.step, FakeStep())

@@ -47,6 +47,7 @@ class ImageSpec:
     location: Location  # of the `image` key
     prepare: PrepareSpec | None = None
     caches: Mapping[str, str] = field(default_factory=dict)  # cache name -> path, build only
+    keep: int = 3  # pipeline images kept after a build (`image.keep`); older ones are removed
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from parapipe.model import ImageResult, RunInfo, RunResult, StepResult
+from parapipe.model import ImagePlan, ImageResult, RunInfo, RunResult, StepResult
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +32,7 @@ class ImageOutput:
 @dataclass(frozen=True, kw_only=True)
 class ImageFinished:
     result: ImageResult
+    plan: ImagePlan | None = None  # what went into the image, once it is ready
 
 
 @dataclass(frozen=True, kw_only=True)

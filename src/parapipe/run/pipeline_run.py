@@ -14,11 +14,11 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskStatus
 
-from parapipe.engine.api import Engine
+from parapipe.engine.api import Engine, RemovedImages
 from parapipe.errors import ImageBuildFailed, ParapipeError
 from parapipe.globs import unchanged_reason
 from parapipe.graph import needs_within, remaining_path_lengths, select_steps
-from parapipe.model import ImageResult, Pipeline, RunInfo, RunResult, Status, StepResult
+from parapipe.model import ImagePlan, ImageResult, Pipeline, RunInfo, RunResult, Status, StepResult
 from parapipe.run.control import RunControl
 from parapipe.run.events import (
     EventStream,
@@ -108,6 +108,8 @@ async def run_pipeline(
             keep_going=options.keep_going,
             changed_files=options.changed_files,
             read_cache=not options.no_cache,
+            data=StepData(pipeline, folder.path, read_cache=not options.no_cache),
+            fingerprints=secrets.fingerprints,
         )
         subscribers = [*subscribers, prewarm]  # after the reporters, as each step is shown
     run = PipelineRun(
@@ -232,7 +234,10 @@ class PipelineRun:
                         with self._image_scope:
                             image = await self._prepare_image()
                         if image is not None and image.status is Status.PASSED:
-                            await self.scheduler.run()
+                            async with anyio.create_task_group() as housekeeping:
+                                if not image.reused:
+                                    housekeeping.start_soon(self._remove_old_images, image)
+                                await self.scheduler.run()
                     task_group.cancel_scope.cancel()
                 finally:
                     self.publish(StepsOver())
@@ -294,6 +299,7 @@ class PipelineRun:
         """Resolve the base, then reuse the image tagged with the content hash or build it."""
         started = time.monotonic()
         tag = f"parapipe/{self.pipeline.name}"
+        ready_plan: ImagePlan | None = None
         self.publish(ImageStarted(tag=tag))
         with self.folder.open_log(self.folder.image_log) as log_file:
             log = line_sink(
@@ -308,6 +314,7 @@ class PipelineRun:
                 if image_id is None:
                     image_id = await self.engine.build_image(plan, log)
                 self.steps.use_image(image_id, plan)
+                ready_plan = plan
                 result = ImageResult(
                     tag=tag,
                     status=Status.PASSED,
@@ -326,8 +333,24 @@ class PipelineRun:
                     log_path=self.folder.image_log,
                     reason=reason,
                 )
-        self.publish(ImageFinished(result=result))
+        self.publish(ImageFinished(result=result, plan=ready_plan))
         return result
+
+    async def _remove_old_images(self, image: ImageResult) -> None:
+        """A build made a new image: the pipeline's old ones go (`image.keep`), while the steps
+        run. What went, or why not, goes to the image log; the run goes on either way."""
+        keep_ids = frozenset({image.image_id}) if image.image_id else frozenset()
+        try:
+            removed = await self.engine.remove_old_images(
+                self.pipeline.name, keep=self.pipeline.image.keep, keep_ids=keep_ids
+            )
+        except ParapipeError as exc:
+            removed = RemovedImages(problem=str(exc))
+        with self.folder.open_log(self.folder.image_log) as log:
+            for reference in removed.removed:
+                log.write(f"parapipe: removed the old image {reference}\n")
+            if removed.problem:
+                log.write(f"parapipe: {self.secrets.redact(removed.problem)}\n")
 
     def _step_started(self, name: str) -> None:
         # A step left out as unchanged never starts: it is only reported as it finishes.

@@ -1,23 +1,24 @@
 """How many fresh containers a run's steps will still take, and how many of them soon: the
 runner's side of `Engine.prewarm`, told by a subscriber to the run's events.
 
-A step counts when it will take a container from the engine: not when the step cache may serve it,
+A step counts when it will take a container from the engine: not when the step cache serves it,
 `when.changed` leaves it out, or it mounts cache volumes (only a container's creation can mount
-them, so such a step starts a container of its own). Of those, the steps that may start soon are
-the ones whose needs have all started: `soon`. `limit` is all of them, the most containers the
-run can still use. Both count the steps with outputs apart. After fail-fast or an interrupt,
-all are 0.
+them, so such a step starts a container of its own). The cache is asked with the step's exact key
+wherever that can be computed (`ExactCacheKeys`), else its answer is guessed. Of the steps that
+count, those that may start soon are the ones whose needs have all started: `soon`. `limit` is
+all of them, the most containers the run can still use. Both count the steps with outputs
+apart. After fail-fast or an interrupt, all are 0.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
 from parapipe.engine.api import Engine
 from parapipe.globs import unchanged_reason
 from parapipe.graph import needs_within
-from parapipe.model import LABEL_PIPELINE, Pipeline, Prewarm, Status, StepResult
+from parapipe.model import LABEL_PIPELINE, ImagePlan, Pipeline, Prewarm, Status, Step, StepResult
 from parapipe.run.events import (
     ContainerWanted,
     ImageFinished,
@@ -27,6 +28,10 @@ from parapipe.run.events import (
     StepsOver,
 )
 from parapipe.run.state.step_cache import StepCache
+from parapipe.run.state.step_data import StepData
+
+CacheHit = Callable[[str], "bool | None"]
+"""Whether the step cache holds the step's exact key; None while that key cannot be computed."""
 
 _STOPPED = frozenset({Status.CANCELLED, Status.INTERRUPTED})
 
@@ -38,14 +43,16 @@ def steps_taking_containers(
     changed_files: frozenset[str] | None,
     read_cache: bool,
     image_built: bool,
+    exact_hit: CacheHit | None = None,
 ) -> list[str]:
     """The steps of `names` that will run in a fresh container, as far as can be told before
     they start.
 
-    A step the cache might serve does not count: with a new image, only one whose `inputs`
-    narrow its key to some files (a new image changes every other key); else any step that
-    has an entry. A prediction that proves wrong costs only speed: that step then starts its
-    own container, or one the pool holds for another.
+    A step the cache serves does not count. `exact_hit` tells it from the step's own key where
+    that can be computed; elsewhere it is guessed: with a new image, only one whose `inputs`
+    narrow its key to some files may be served (a new image changes every other key), else any
+    step that has an entry. A prediction that proves wrong costs only speed: that step then
+    starts its own container, or one the pool holds for another.
     """
     cache = StepCache(pipeline.state_dir)
     taking = []
@@ -53,11 +60,59 @@ def steps_taking_containers(
         step = pipeline.steps[name]
         if step.caches or unchanged_reason(step.when_changed, changed_files) is not None:
             continue
-        cacheable = read_cache and step.cache and (step.inputs is not None or not image_built)
-        if cacheable and cache.latest(pipeline.name, name) is not None:
-            continue
+        if read_cache and step.cache:
+            hit = exact_hit(name) if exact_hit is not None else None
+            if hit is None:  # guessed
+                may_serve = step.inputs is not None or not image_built
+                hit = may_serve and cache.latest(pipeline.name, name) is not None
+            if hit:
+                continue
         taking.append(name)
     return taking
+
+
+class ExactCacheKeys:
+    """The key the step runner will look a step up by, as soon as it can be computed: at once
+    for a step whose needs hand on no outputs (the key holds the image, the step and its
+    secrets), else once those needs have finished (it holds their outputs too)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        names: Iterable[str],
+        plan: ImagePlan,
+        data: StepData,
+        fingerprints: Callable[[Step], Mapping[str, str]],
+    ) -> None:
+        self._pipeline = pipeline
+        self._plan = plan
+        self._data = data
+        self._fingerprints = fingerprints
+        self._waiting_for = {
+            name: {
+                need
+                for need in needs
+                if pipeline.steps[need].outputs  # a need outside the run brought its own in
+            }
+            for name, needs in needs_within(pipeline, list(names)).items()
+        }
+
+    def finished(self, name: str) -> list[str]:
+        """Note that `name` finished; the steps whose key can be computed from now on."""
+        ready = []
+        for step, waiting in self._waiting_for.items():
+            if name in waiting:
+                waiting.discard(name)
+                if not waiting:
+                    ready.append(step)
+        return ready
+
+    def hit(self, name: str) -> bool | None:
+        if self._waiting_for.get(name):
+            return None
+        step = self._pipeline.steps[name]
+        key = self._data.key(step, self._plan, self._fingerprints(step))
+        return self._data.cache.has(key)
 
 
 class ContainerForecast:
@@ -102,6 +157,16 @@ class ContainerForecast:
             self._unstarted_needs[dependent] -= 1
             if self._unstarted_needs[dependent] == 0:
                 self._become_next(dependent)
+
+    def reconsider(self, name: str, *, taking: bool) -> None:
+        """A better prediction for `name`, which has not started: it will take a container, or
+        the cache serves it."""
+        if name in self._moved:
+            return
+        if taking:
+            self._awaiting.add(name)
+        else:
+            self._awaiting.discard(name)
 
     def taken(self, name: str) -> None:
         """`name` is about to ask the engine for its container."""
@@ -150,6 +215,7 @@ def forecast_containers(
     changed_files: frozenset[str] | None,
     read_cache: bool,
     image_built: bool,
+    exact_hit: CacheHit | None = None,
 ) -> ContainerForecast:
     """The forecast for a run of `names`, whose containers are made as `template` says."""
     taking = steps_taking_containers(
@@ -158,6 +224,7 @@ def forecast_containers(
         changed_files=changed_files,
         read_cache=read_cache,
         image_built=image_built,
+        exact_hit=exact_hit,
     )
     needs = needs_within(pipeline, names)
     with_outputs = [name for name in names if pipeline.steps[name].outputs]
@@ -181,7 +248,11 @@ class PrewarmSubscriber:
         keep_going: bool,
         changed_files: frozenset[str] | None,
         read_cache: bool,
+        data: StepData | None = None,
+        fingerprints: Callable[[Step], Mapping[str, str]] = lambda step: {},
     ) -> None:
+        """With `data` (the run's step outputs and cache), steps are told apart by their exact
+        cache keys; without it, guessed."""
         self._engine = engine
         self._pipeline = pipeline
         self._names = names
@@ -190,7 +261,11 @@ class PrewarmSubscriber:
         self._keep_going = keep_going
         self._changed_files = changed_files
         self._read_cache = read_cache
+        self._data = data
+        self._fingerprints = fingerprints
         self._forecast: ContainerForecast | None = None
+        self._keys: ExactCacheKeys | None = None
+        self._image_built = False
 
     def handle(self, event: RunEvent) -> None:
         if isinstance(event, ImageFinished):
@@ -206,6 +281,9 @@ class PrewarmSubscriber:
             forecast.taken(event.step)  # an engine's pool counts it off as it takes one
         elif isinstance(event, StepFinished):
             forecast.finished(event.result)
+            if self._keys is not None and event.result.status.ok:  # else its dependents skip
+                for name in self._keys.finished(event.result.name):
+                    forecast.reconsider(name, taking=bool(self._taking([name])))
             self._engine.prewarm(forecast.request())
         elif isinstance(event, StepsOver):
             self._forecast = None  # the engine's session closes: tell it nothing more
@@ -223,6 +301,11 @@ class PrewarmSubscriber:
             soon=0,
             limit=0,
         )
+        self._image_built = not image.reused
+        if self._data is not None and event.plan is not None:
+            self._keys = ExactCacheKeys(
+                self._pipeline, self._names, event.plan, self._data, self._fingerprints
+            )
         self._forecast = forecast_containers(
             self._pipeline,
             self._names,
@@ -230,6 +313,17 @@ class PrewarmSubscriber:
             keep_going=self._keep_going,
             changed_files=self._changed_files,
             read_cache=self._read_cache,
-            image_built=not image.reused,
+            image_built=self._image_built,
+            exact_hit=self._keys.hit if self._keys is not None else None,
         )
         self._engine.prewarm(self._forecast.request())
+
+    def _taking(self, names: list[str]) -> list[str]:
+        return steps_taking_containers(
+            self._pipeline,
+            names,
+            changed_files=self._changed_files,
+            read_cache=self._read_cache,
+            image_built=self._image_built,
+            exact_hit=self._keys.hit if self._keys is not None else None,
+        )

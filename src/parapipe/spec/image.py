@@ -35,6 +35,9 @@ IMAGE_REFERENCE: Final = re.compile(
     re.ASCII,
 )
 
+DEFAULT_KEPT_IMAGES: Final = 3
+MAX_KEPT_IMAGES: Final = 1000
+
 # Dockerfile `ENV` and `WORKDIR` are single-line instructions: a line break cannot be quoted.
 _LINE_BREAKS: Final = re.compile(r"[\r\n]")
 
@@ -92,6 +95,7 @@ def read_image(
         location=reader.at(entry.key_node),
         prepare=_prepare(reader, keys["prepare"]) if "prepare" in keys else None,
         caches=read_caches(reader, keys["caches"].value, "'image'") if "caches" in keys else {},
+        keep=_keep(reader, keys["keep"].value) if "keep" in keys else DEFAULT_KEPT_IMAGES,
     )
     _check_buildable(image)
     return image
@@ -222,3 +226,16 @@ def _exclude(reader: NodeReader, node: Node) -> tuple[str, ...]:
             )
         patterns.append(pattern)
     return tuple(patterns)
+
+
+def _keep(reader: NodeReader, node: Node) -> int:
+    """`image.keep`: how many of the pipeline's images stay after a build. The one the run uses
+    is always among them, so it is at least 1."""
+    if not isinstance(node, ScalarNode) or node.tag != yaml_nodes.TAG_INT:
+        raise reader.fail(f"'image.keep' must be a whole number, not {kind(node)}", node)
+    count = reader.as_int(node)
+    if not 1 <= count <= MAX_KEPT_IMAGES:
+        raise reader.fail(
+            f"'image.keep' must be between 1 and {MAX_KEPT_IMAGES}, not {count}", node
+        )
+    return count

@@ -21,6 +21,7 @@ IMAGE_KEYS: Final = (
     "setup",
     "caches",
     "host_ca",
+    "keep",
 )
 PREPARE_KEYS: Final = ("files", "run", "env")
 BUILD_KEYS: Final = ("context", "dockerfile", "args")

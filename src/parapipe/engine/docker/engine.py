@@ -19,9 +19,9 @@ from typing import ClassVar, Final
 import anyio
 
 from parapipe.engine import process
-from parapipe.engine.api import Engine, LineSink, ShellRun, StepRun
+from parapipe.engine.api import Engine, LineSink, RemovedImages, ShellRun, StepRun
 from parapipe.engine.docker import argv as argvs
-from parapipe.engine.docker import errors, images, podman_setup, shell
+from parapipe.engine.docker import errors, images, old_images, podman_setup, shell
 from parapipe.engine.docker import pool as docker_pool
 from parapipe.engine.docker.images import BuildFlavour
 from parapipe.engine.docker.steps import StepContainers
@@ -123,6 +123,13 @@ class DockerEngine(Engine):
             # A volume that a container still mounts stays; the others went.
             raise EngineError(f"{self.name}: cannot remove every cache volume: {removed.problem}")
         return volumes
+
+    async def remove_old_images(
+        self, pipeline: str, *, keep: int, keep_ids: frozenset[str] = frozenset()
+    ) -> RemovedImages:
+        return await old_images.remove_old_images(
+            self.program, pipeline, keep=keep, keep_ids=keep_ids
+        )
 
     # -- what differs between Docker and Podman ----------------------------------------------
 

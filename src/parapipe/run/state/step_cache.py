@@ -57,6 +57,10 @@ class StepCache:
             key=key, path=path, step=str(meta["step"]), duration=float(meta["duration"])
         )
 
+    def has(self, key: str) -> bool:
+        """Whether an entry is stored under `key`, without marking it used (a forecast asks)."""
+        return (self.root / key / "meta.json").is_file()
+
     def latest(self, pipeline: str, step: str) -> CacheEntry | None:
         try:
             key = (self._latest_file(pipeline, step)).read_text(encoding="utf-8").strip()
