@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -93,19 +93,7 @@ def write_build_context(plan: ImagePlan, context: Path) -> None:
     Files are hard-linked when the context is on the same filesystem as the source (no copy),
     else copied; modes and symlinks are kept. Blocking: run it in a worker thread.
     """
-    source_root = context / CONTEXT_SOURCE
-    source_root.mkdir(parents=True)
-    for path in plan.files:
-        original = plan.source / path
-        copy = source_root / path
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        if original.is_symlink():
-            os.symlink(os.readlink(original), copy)
-            continue
-        try:
-            os.link(original, copy)
-        except OSError:
-            shutil.copy2(original, copy)
+    _place_files(plan.source, plan.files, context / CONTEXT_SOURCE)
     if plan.ca_bundle is not None:
         bundle = context / CONTEXT_CA_BUNDLE
         shutil.copyfile(plan.ca_bundle, bundle)
@@ -117,16 +105,21 @@ def write_prepare_files(plan: ImagePlan, context: Path) -> None:
     them changes only when they do. Hard links where possible, as the source's."""
     if not plan.prepare:
         return
-    root = context / CONTEXT_PREPARE
+    _place_files(plan.source, plan.prepare_files, context / CONTEXT_PREPARE)
+
+
+def _place_files(source: Path, paths: Iterable[str], root: Path) -> None:
+    """`paths` under `source`, laid out under `root`: hard-linked when on the same filesystem
+    (no copy), else copied; modes and symlinks kept."""
     root.mkdir(parents=True)
-    for path in plan.prepare_files:
-        original = plan.source / path
+    for path in paths:
+        original = source / path
         copy = root / path
         copy.parent.mkdir(parents=True, exist_ok=True)
         if original.is_symlink():
             os.symlink(os.readlink(original), copy)
-        else:
-            try:
-                os.link(original, copy)
-            except OSError:
-                shutil.copy2(original, copy)
+            continue
+        try:
+            os.link(original, copy)
+        except OSError:
+            shutil.copy2(original, copy)
