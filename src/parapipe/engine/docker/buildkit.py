@@ -55,7 +55,7 @@ async def buildkit_client(program: process.Program, base_id: str) -> str | None:
         dockerfile = Path(scratch, "Dockerfile")
         async with base_reference(program, base_id) as reference:
             await anyio.to_thread.run_sync(dockerfile.write_text, f"FROM {reference}\n")
-            verdict = await _first_answering(program, Path(scratch))
+            verdict = await _first_answering(program, Path(scratch), base_id)
     _verdicts[program.binary] = verdict
     return verdict
 
@@ -75,7 +75,7 @@ async def base_reference(program: process.Program, base_id: str) -> AsyncIterato
             await process.query(program, [program.binary, "image", "rm", reference], 60.0)
 
 
-async def _first_answering(program: process.Program, context: Path) -> str | None:
+async def _first_answering(program: process.Program, context: Path, base_id: str) -> str | None:
     for binary in candidates(program.binary):
         client = process.Program(
             name=program.name, binary=binary, install_hint=program.install_hint
@@ -88,5 +88,10 @@ async def _first_answering(program: process.Program, context: Path) -> str | Non
         except (TimeoutError, EngineUnavailable):
             continue
         if answer.code == 0:
+            # The probe's build is an image of its own (BuildKit writes a new config): it goes,
+            # so asking leaves nothing behind. The base keeps its own tags.
+            built = answer.out.strip()
+            if built and built != base_id:
+                await process.query(client, [binary, "image", "rm", built], 60.0)
             return binary
     return None
