@@ -20,11 +20,7 @@ def select_steps(
     """The steps named on the command line plus everything they transitively need, in a
     topological order (all steps when none are named). `with_needs=False` (`--no-deps`) takes
     only the named steps."""
-    unknown = [name for name in wanted if name not in pipeline.steps]
-    if unknown:
-        name = unknown[0]
-        hint = did_you_mean(name, pipeline.steps)
-        raise UsageError(f"{pipeline.spec_path.name}: no step named '{name}'{hint}")
+    wanted = resolve_names(pipeline, wanted)
     if not wanted:
         chosen = set(pipeline.steps)
     elif with_needs:
@@ -32,6 +28,42 @@ def select_steps(
     else:
         chosen = set(wanted)
     return [name for name in topological_order(pipeline.steps) if name in chosen]
+
+
+def resolve_names(pipeline: Pipeline, wanted: Sequence[str]) -> list[str]:
+    """The steps `wanted` names: a step, a matrix step (all its instances) or one instance,
+    whose values may be given in any order (`test[PY=3.12,SHARD=1]`). An unknown name is a
+    `UsageError` with "did you mean"."""
+    instances: dict[str, list[str]] = {}
+    for name, step in pipeline.steps.items():
+        if step.matrix is not None:
+            instances.setdefault(step.matrix.step, []).append(name)
+    resolved: list[str] = []
+    for name in wanted:
+        if name in pipeline.steps:
+            resolved.append(name)
+        elif name in instances:
+            resolved.extend(instances[name])
+        else:
+            resolved.append(_instance(pipeline, name, instances))
+    return list(dict.fromkeys(resolved))
+
+
+def _instance(pipeline: Pipeline, name: str, instances: Mapping[str, list[str]]) -> str:
+    base, bracket, rest = name.partition("[")
+    if bracket and rest.endswith("]") and base in instances:
+        pairs = [pair.partition("=") for pair in rest[:-1].split(",")]
+        values = {key.strip(): value.strip() for key, _, value in pairs}
+        for instance in instances[base]:
+            matrix = pipeline.steps[instance].matrix
+            if matrix is not None and dict(matrix.values) == values:
+                return instance
+        hint = did_you_mean(name, instances[base])
+        raise UsageError(f"{pipeline.spec_path.name}: step '{base}' has no instance '{name}'{hint}")
+    hint = did_you_mean(
+        name, [*instances, *(n for n in pipeline.steps if n.partition("[")[0] not in instances)]
+    )
+    raise UsageError(f"{pipeline.spec_path.name}: no step named '{name}'{hint}")
 
 
 def needs_within(pipeline: Pipeline, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
