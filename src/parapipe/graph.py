@@ -56,7 +56,12 @@ def _instance(pipeline: Pipeline, name: str, instances: Mapping[str, list[str]])
         values = {key.strip(): value.strip() for key, _, value in pairs}
         for instance in instances[base]:
             matrix = pipeline.steps[instance].matrix
-            if matrix is not None and dict(matrix.values) == values:
+            # A value left empty matches a key the instance lacks: a `--split` job names its
+            # instance with every key of the matrix, `${{ matrix.KEY }}` empty where it has none.
+            if matrix is not None and all(
+                matrix.values.get(key, "") == values.get(key, "")
+                for key in {*matrix.values, *values}
+            ):
                 return instance
         hint = did_you_mean(name, instances[base])
         raise UsageError(f"{pipeline.spec_path.name}: step '{base}' has no instance '{name}'{hint}")
