@@ -43,3 +43,18 @@ def handoff_folder(instance: MatrixInstance | None) -> str:
     (`''`) for a plain step; under `test/SHARD=0,PY=3.11/` for an instance of `test`, so that
     the instances of one matrix never hand on the same path."""
     return "" if instance is None else f"{instance.step}/{instance.label}"
+
+
+def split_instance(name: str) -> tuple[str, str] | None:
+    """`('test', 'SHARD=0,PY=3.11')` for the name of an instance; None for a plain step, whose
+    name never holds '['. Reporters group the instances under their step with it."""
+    step, bracket, rest = name.partition("[")
+    if not bracket or not rest.endswith("]"):
+        return None
+    return step, rest[:-1]
+
+
+def label_values(label: str) -> dict[str, str]:
+    """`{'SHARD': '0', 'PY': '3.11'}` from `SHARD=0,PY=3.11` (values never hold ',' or '=')."""
+    pairs = (pair.partition("=") for pair in label.split(",")) if label else ()
+    return {key: value for key, _, value in pairs}
