@@ -66,8 +66,13 @@ def shell_command(request: ShellRequest) -> int:
 
     check_terminal("parapipe shell")
     pipeline = load_pipeline(request.spec)
-    select_steps(pipeline, (request.step,), with_needs=False)  # an unknown step: exit 2
-    step = pipeline.steps[request.step]
+    names = select_steps(pipeline, (request.step,), with_needs=False)  # an unknown step: exit 2
+    if len(names) != 1:
+        raise UsageError(
+            f"parapipe shell: step {request.step!r} is a matrix of {len(names)} instances:"
+            f" name one, such as {names[0]!r}"
+        )
+    step = pipeline.steps[names[0]]
     given = parse_secret_flags(request.secret_flags, request.secret_file_flags)
     step_secrets = resolve_secrets([step], given, os.environ).for_step(step)
     brought_in = find_left_out_outputs(pipeline, [step.name])
