@@ -73,6 +73,14 @@ def test_a_dependent_sees_every_instances_outputs(project: Project) -> None:
     }
     assert set(statuses.values()) == {"cached"}
 
+    # Left out (--no-deps), the instances' outputs come from the step cache, nested the same way.
+    alone = project.run(
+        "run", "-f", "ci.yaml", "--output", "plain", "--no-cache", "--no-deps", "report"
+    )
+    assert alone.exit_code == 0, alone.output
+    report = (project.last_run() / "report.log").read_text()
+    assert all(f"test/{label}/out/result.txt" in report for label in INSTANCES)
+
 
 def test_one_instance_runs_alone_and_an_unknown_one_is_refused(project: Project) -> None:
     project.write_spec(MATRIX)
