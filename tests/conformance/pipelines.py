@@ -196,4 +196,26 @@ steps:
     lends_networks=True,
 )
 
-ALL = (PASS, FAIL, DIAMOND, KEEP_GOING, SETUP_FAILS, PREPARE, PORTS)
+MATRIX = Conformance(
+    name="matrix",
+    spec=f"""
+image: {{from: {BUSYBOX}}}
+steps:
+  t:
+    run: [mkdir -p out, 'echo "$A-$B" > out/f']
+    matrix: {{A: [1, 2], B: [x], include: [{{A: 3, B: y}}]}}
+    outputs: [out]
+  join: {{run: 'cat t/A=1,B=x/out/f t/A=2,B=x/out/f t/A=3,B=y/out/f', needs: [t]}}
+""",
+    exit_code=0,
+    statuses={
+        "t[A=1,B=x]": Status.PASSED,
+        "t[A=2,B=x]": Status.PASSED,
+        "t[A=3,B=y]": Status.PASSED,
+        "join": Status.PASSED,
+    },
+    logs={"join": ["$ cat t/A=1,B=x/out/f t/A=2,B=x/out/f t/A=3,B=y/out/f", "1-x", "2-x", "3-y"]},
+    order=(("t[A=1,B=x]", "join"), ("t[A=2,B=x]", "join"), ("t[A=3,B=y]", "join")),
+)
+
+ALL = (PASS, FAIL, DIAMOND, KEEP_GOING, SETUP_FAILS, PREPARE, PORTS, MATRIX)

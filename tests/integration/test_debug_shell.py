@@ -231,3 +231,24 @@ def test_parapipe_shell_has_the_steps_env_and_its_needs_outputs(
     child.sendline("exit 7")
     assert finished(child) == 7  # the shell's own exit code
     assert left_behind(engine, project, "shell-") == []
+
+
+@pytest.mark.parametrize("engine", ["docker"], indirect=True)
+def test_parapipe_shell_gets_a_matrix_needs_outputs_under_each_instance(
+    project: Project, engine: str
+) -> None:
+    project.write_spec("""
+        image: {from: busybox:latest}
+        steps:
+          build: {run: [mkdir -p out, echo "a=$A" > out/f], outputs: [out], matrix: {A: [1, 2]}}
+          use: {run: cat build/*/out/f, needs: [build]}
+    """)
+    built = project.run("run", "-f", "ci.yaml", "--engine", engine, "build")
+    assert built.exit_code == 0, built.output
+    child = spawn(project, engine, "shell", "use")
+    in_shell(child, 'echo "F=$(cat build/A=1/out/f build/A=2/out/f | tr "\\n" ,)"', "F=a=1,a=2,")
+    child.sendline("exit 0")
+    assert finished(child) == 0
+    assert left_behind(engine, project, "shell-") == []
+    whole = spawn(project, engine, "shell", "build")
+    assert finished(whole) == 2

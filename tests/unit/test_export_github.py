@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from parapipe.cli import main
+from parapipe.errors import UsageError
 from parapipe.git.github_export import DOWNLOAD, UPLOAD, github_workflow
+from parapipe.graph import select_steps
 from parapipe.spec.load import load_pipeline
 
 SPEC = """\
@@ -241,3 +243,99 @@ def test_hostile_values_pass_actionlint(spec: Path, tmp_path: Path) -> None:
     text = github_workflow(load_pipeline(path), install=install)
     assert yaml.safe_load(text)["name"] == "parapipe *x &y 'q' \"d\" a: b #c"
     check_with_actionlint(tmp_path, text)
+
+
+MATRIX_SPEC = """\
+name: m
+image: {from: busybox:latest}
+steps:
+  lint: {run: make lint}
+  test:
+    run: make test
+    needs: [lint]
+    outputs: [out]
+    secrets: [TOKEN]
+    matrix:
+      SHARD: [0, 1]
+      PY: ["3.11", "3.12"]
+      exclude: [{SHARD: 1, PY: "3.11"}]
+      include: [{PY: "3.13", EXP: "yes"}, {SHARD: 0, EXP: "no"}]
+  report: {run: make report, needs: [test]}
+"""
+
+
+def test_split_makes_a_matrix_step_one_job_with_its_matrix(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    spec = repo / "ci.yaml"
+    spec.write_text(MATRIX_SPEC)
+    pipeline = load_pipeline(spec)
+    text = github_workflow(pipeline, split=True, install="pip install -e .")
+    jobs = yaml.safe_load(text)["jobs"]
+    assert list(jobs) == ["lint", "test", "report"]
+    test, report = jobs["test"], jobs["report"]
+    assert test["needs"] == ["lint"]
+    assert report["needs"] == ["test"]
+    assert test["strategy"] == {
+        "matrix": {
+            "SHARD": ["0", "1"],
+            "PY": ["3.11", "3.12"],
+            "exclude": [{"SHARD": "1", "PY": "3.11"}],
+            "include": [{"PY": "3.13", "EXP": "yes"}, {"SHARD": "0", "EXP": "no"}],
+        }
+    }
+    run = next(s for s in test["steps"] if s.get("name") == "Run test")
+    assert run["env"] == {
+        "PARAPIPE_MATRIX_SHARD": "${{ matrix.SHARD }}",
+        "PARAPIPE_MATRIX_PY": "${{ matrix.PY }}",
+        "PARAPIPE_MATRIX_EXP": "${{ matrix.EXP }}",
+        "TOKEN": "${{ secrets.TOKEN }}",
+    }
+    instance = (
+        "test[SHARD=${PARAPIPE_MATRIX_SHARD},PY=${PARAPIPE_MATRIX_PY},EXP=${PARAPIPE_MATRIX_EXP}]"
+    )
+    assert run["run"].strip() == (
+        f'parapipe run -f ci.yaml "{instance}" --no-deps'
+        ' --junit ".parapipe/reports/test-${{ strategy.job-index }}.xml"'
+    )
+    upload = test["steps"][-1]["with"]["name"]
+    assert (
+        upload
+        == "parapipe-test[SHARD=${{ matrix.SHARD }},PY=${{ matrix.PY }},EXP=${{ matrix.EXP }}]"
+    )
+    # The dependent downloads every instance's artifact, named as the matrix job renders it.
+    downloads = [s["with"] for s in report["steps"] if s.get("uses") == DOWNLOAD]
+    assert downloads == [
+        {
+            "name": "parapipe-test[SHARD=0,PY=3.11,EXP=no]",
+            "path": ".parapipe/handoff/test[SHARD=0,PY=3.11,EXP=no]/",
+        },
+        {
+            "name": "parapipe-test[SHARD=0,PY=3.12,EXP=no]",
+            "path": ".parapipe/handoff/test[SHARD=0,PY=3.12,EXP=no]/",
+        },
+        {
+            "name": "parapipe-test[SHARD=1,PY=3.12,EXP=]",
+            "path": ".parapipe/handoff/test[SHARD=1,PY=3.12]/",
+        },
+        {
+            "name": "parapipe-test[SHARD=,PY=3.13,EXP=yes]",
+            "path": ".parapipe/handoff/test[PY=3.13,EXP=yes]/",
+        },
+    ]
+    # Each of GitHub's jobs names its instance, a missing value read as empty.
+    for rendered, instance_name in [
+        ("test[SHARD=1,PY=3.12,EXP=]", "test[SHARD=1,PY=3.12]"),
+        ("test[SHARD=,PY=3.13,EXP=yes]", "test[PY=3.13,EXP=yes]"),
+        ("test[SHARD=0,PY=3.11,EXP=no]", "test[SHARD=0,PY=3.11,EXP=no]"),
+    ]:
+        assert select_steps(pipeline, [rendered], with_needs=False) == [instance_name]
+    check_with_actionlint(tmp_path, text)
+
+
+def test_split_refuses_matrix_values_an_artifact_name_cannot_hold(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    spec = tmp_path / "ci.yaml"
+    spec.write_text("image: {from: busybox}\nsteps:\n  t: {run: x, matrix: {IMG: ['a:1']}}\n")
+    with pytest.raises(UsageError, match=r"ci.yaml:3:15: matrix value 'a:1' of step 't' holds"):
+        github_workflow(load_pipeline(spec), split=True)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from parapipe.cli.requests import ShellRequest
@@ -14,7 +18,7 @@ from parapipe.errors import UsageError
 
 if TYPE_CHECKING:
     from parapipe.engine.api import Engine, LineSink
-    from parapipe.model import Pipeline, RunResult
+    from parapipe.model import Pipeline, RunResult, Step
     from parapipe.run.secrets import Secrets
 
 
@@ -55,23 +59,55 @@ def offer_shells_after(
 
 
 def shell_command(request: ShellRequest) -> int:
-    import anyio
-
-    from parapipe.engine.registry import choose_engine
     from parapipe.graph import select_steps
-    from parapipe.run.debug import shell_run
     from parapipe.run.left_out_needs import find_left_out_outputs
     from parapipe.run.secrets import parse_secret_flags, resolve_secrets
     from parapipe.spec.load import load_pipeline
 
     check_terminal("parapipe shell")
     pipeline = load_pipeline(request.spec)
-    select_steps(pipeline, (request.step,), with_needs=False)  # an unknown step: exit 2
-    step = pipeline.steps[request.step]
+    names = select_steps(pipeline, (request.step,), with_needs=False)  # an unknown step: exit 2
+    if len(names) != 1:
+        raise UsageError(
+            f"parapipe shell: step {request.step!r} is a matrix of {len(names)} instances:"
+            f" name one, such as {names[0]!r}"
+        )
+    step = pipeline.steps[names[0]]
     given = parse_secret_flags(request.secret_flags, request.secret_file_flags)
     step_secrets = resolve_secrets([step], given, os.environ).for_step(step)
     brought_in = find_left_out_outputs(pipeline, [step.name])
-    inputs = tuple(brought_in[need].outputs for need in step.needs if need in brought_in)
+    with tempfile.TemporaryDirectory(prefix="parapipe-shell-") as staging:
+        inputs = tuple(
+            _handed_on(pipeline, need, brought_in[need].outputs, Path(staging))
+            for need in step.needs
+            if need in brought_in
+        )
+        return _open_shell(request, pipeline, step, step_secrets, inputs)
+
+
+def _handed_on(pipeline: Pipeline, need: str, outputs: Path, staging: Path) -> Path:
+    """`outputs` laid out as they land in the step's workdir: a matrix instance's under
+    `<step>/<values>/`, as a run hands them on."""
+    from parapipe.model import handoff_folder
+
+    folder = handoff_folder(pipeline.steps[need].matrix)
+    if not folder:
+        return outputs
+    shutil.copytree(outputs, staging / need / folder, symlinks=True)
+    return staging / need
+
+
+def _open_shell(
+    request: ShellRequest,
+    pipeline: Pipeline,
+    step: Step,
+    step_secrets: Mapping[str, str],
+    inputs: tuple[Path, ...],
+) -> int:
+    import anyio
+
+    from parapipe.engine.registry import choose_engine
+    from parapipe.run.debug import shell_run
 
     async def open_shell() -> int:
         engine, _ = await choose_engine(request.engine)

@@ -25,7 +25,7 @@ import yaml
 
 from parapipe import __version__
 from parapipe.errors import UsageError
-from parapipe.model import Pipeline
+from parapipe.model import MatrixSpec, Pipeline
 from parapipe.run import left_out_needs
 
 CHECKOUT = "actions/checkout@v5"
@@ -48,7 +48,7 @@ def github_workflow(pipeline: Pipeline, *, split: bool = False, install: str = "
     spec = _spec_in_repo(pipeline)
     mode = "one job per step (--split)" if split else "one job"
     if split:  # file order; `needs:` orders the jobs
-        jobs = {name: _step_job(pipeline, name, spec, install) for name in pipeline.steps}
+        jobs = _split_jobs(pipeline, spec, install)
     else:
         jobs = {"pipeline": _pipeline_job(pipeline, spec, install)}
     workflow = {
@@ -104,20 +104,22 @@ def _artifact_safe(name: str) -> str:
     return "".join("-" if c in '"/:<>|*?\\\r\n' else c for c in name)
 
 
+def _split_jobs(pipeline: Pipeline, spec: str, install: str) -> dict[str, dict[str, Any]]:
+    jobs: dict[str, dict[str, Any]] = {}
+    for name, step in pipeline.steps.items():
+        if step.matrix is None:
+            jobs[name] = _step_job(pipeline, name, spec, install)
+        elif step.matrix.step not in jobs:
+            jobs[step.matrix.step] = _matrix_job(pipeline, name, spec, install)
+    return jobs
+
+
 def _step_job(pipeline: Pipeline, name: str, spec: str, install: str) -> dict[str, Any]:
     step = pipeline.steps[name]
     job: dict[str, Any] = {"name": name, "runs-on": RUNNER}
     if step.needs:
-        job["needs"] = _FlowList(step.needs)
-    steps = _setup(install)
-    for need in step.needs:
-        steps.append(
-            {
-                "name": f"Hand-off from {need}",
-                "uses": DOWNLOAD,
-                "with": {"name": f"parapipe-{need}", "path": f"{HANDOFF}/{need}/"},
-            }
-        )
+        job["needs"] = _FlowList(_need_jobs(pipeline, step.needs))
+    steps = [*_setup(install), *_handoffs(pipeline, step.needs)]
     command = _command(
         "parapipe", "run", "-f", spec, name, "--no-deps", "--junit", f"{REPORTS}/{name}.xml"
     )
@@ -127,6 +129,95 @@ def _step_job(pipeline: Pipeline, name: str, spec: str, install: str) -> dict[st
     )
     job["steps"] = steps
     return job
+
+
+def _need_jobs(pipeline: Pipeline, needs: Sequence[str]) -> list[str]:
+    """The jobs of `needs`: a matrix step's instances are all one job."""
+    jobs = [_job_of(pipeline, need) for need in needs]
+    return list(dict.fromkeys(jobs))
+
+
+def _job_of(pipeline: Pipeline, name: str) -> str:
+    matrix = pipeline.steps[name].matrix
+    return name if matrix is None else matrix.step
+
+
+def _handoffs(pipeline: Pipeline, needs: Sequence[str]) -> list[dict[str, Any]]:
+    """Download each need's artifact where `parapipe run --no-deps` finds its outputs: one per
+    instance of a matrix step, each named as that instance's job uploads it."""
+    return [
+        {
+            "name": f"Hand-off from {need}",
+            "uses": DOWNLOAD,
+            "with": {"name": _artifact_of(pipeline, need), "path": f"{HANDOFF}/{need}/"},
+        }
+        for need in needs
+    ]
+
+
+def _artifact_of(pipeline: Pipeline, name: str) -> str:
+    matrix = pipeline.steps[name].matrix
+    if matrix is None:
+        return f"parapipe-{name}"
+    # As the matrix job spells it: every key of the matrix, empty where this one has none.
+    keys = _matrix_keys(matrix.spec)
+    values = ",".join(f"{key}={matrix.values.get(key, '')}" for key in keys)
+    return f"parapipe-{matrix.step}[{values}]"
+
+
+def _matrix_keys(matrix: MatrixSpec) -> list[str]:
+    keys = list(matrix.axes)
+    for entry in matrix.include:
+        keys.extend(key for key in entry if key not in keys)
+    return keys
+
+
+def _matrix_job(pipeline: Pipeline, first: str, spec: str, install: str) -> dict[str, Any]:
+    """A matrix step as one job with `strategy.matrix` (its values, include and exclude as the
+    spec gives them, as strings): each of GitHub's jobs runs the instance of its values."""
+    step = pipeline.steps[first]
+    assert step.matrix is not None
+    name, matrix = step.matrix.step, step.matrix.spec
+    _check_exportable(pipeline, name)
+    keys = _matrix_keys(matrix)
+    strategy: dict[str, Any] = {key: list(values) for key, values in matrix.axes.items()}
+    if matrix.exclude:
+        strategy["exclude"] = [dict(entry) for entry in matrix.exclude]
+    if matrix.include:
+        strategy["include"] = [dict(entry) for entry in matrix.include]
+    job: dict[str, Any] = {"name": name, "runs-on": RUNNER, "strategy": {"matrix": strategy}}
+    if step.needs:
+        job["needs"] = _FlowList(_need_jobs(pipeline, step.needs))
+    # Values reach the shell through the environment, never spliced into the script. A key the
+    # combination lacks reads empty, which names the same instance (`parapipe run` reads a
+    # missing value and an empty one alike).
+    values = {f"PARAPIPE_MATRIX_{key}": f"${{{{ matrix.{key} }}}}" for key in keys}
+    instance = f"{name}[{','.join(f'{key}=${{PARAPIPE_MATRIX_{key}}}' for key in keys)}]"
+    junit = f"{REPORTS}/{name}-${{{{ strategy.job-index }}}}.xml"
+    command = f'parapipe run -f {shlex.quote(spec)} "{instance}" --no-deps --junit "{junit}"'
+    secrets = _secrets_env(sorted(step.secrets)).get("env", {})
+    artifact = f"parapipe-{name}[{','.join(f'{k}=${{{{ matrix.{k} }}}}' for k in keys)}]"
+    job["steps"] = [
+        *_setup(install),
+        *_handoffs(pipeline, step.needs),
+        {"name": f"Run {name}", "env": {**values, **secrets}, **_run(command)},
+        {"name": f"Hand on what {name} left", "if": "always()", **_upload(artifact)},
+    ]
+    return job
+
+
+def _check_exportable(pipeline: Pipeline, name: str) -> None:
+    """Matrix values name artifacts, which cannot hold some characters."""
+    for step in pipeline.steps.values():
+        if step.matrix is None or step.matrix.step != name:
+            continue
+        for value in step.matrix.values.values():
+            if any(c in value for c in '"/:<>|*?\\'):
+                raise UsageError(
+                    f"{step.matrix.spec.location}: matrix value {value!r} of step {name!r}"
+                    ' holds one of " : < > | * ? \\, which a GitHub artifact name cannot hold:'
+                    " --split cannot hand its outputs on"
+                )
 
 
 def _setup(install: str) -> list[dict[str, Any]]:

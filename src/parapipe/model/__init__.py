@@ -8,6 +8,14 @@ from parapipe.errors import Location
 from parapipe.model.choices import ENGINE_CHOICES, ENGINE_NAMES, OUTPUT_MODES
 from parapipe.model.image import CA_BUNDLE_PATH, CA_ENV_VARS, ImagePlan
 from parapipe.model.labels import LABEL_CACHE, LABEL_PIPELINE, LABEL_RUN, LABEL_STEP
+from parapipe.model.matrix import (
+    MatrixInstance,
+    MatrixSpec,
+    handoff_folder,
+    instance_name,
+    label_values,
+    split_instance,
+)
 from parapipe.model.pipeline import (
     DEFAULT_WORKDIR,
     DockerfileBuild,
@@ -36,6 +44,8 @@ __all__ = [
     "ImageResult",
     "ImageSpec",
     "Location",
+    "MatrixInstance",
+    "MatrixSpec",
     "Pipeline",
     "PrepareSpec",
     "Prewarm",
@@ -44,4 +54,8 @@ __all__ = [
     "Status",
     "Step",
     "StepResult",
+    "handoff_folder",
+    "instance_name",
+    "label_values",
+    "split_instance",
 ]

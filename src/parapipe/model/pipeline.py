@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from parapipe.errors import Location
+from parapipe.model.matrix import MatrixInstance
 
 DEFAULT_WORKDIR = "/src"
 
@@ -69,6 +70,7 @@ class Step:
     cache: bool = True  # may be skipped when an identical run of it passed before
     caches: Mapping[str, str] = field(default_factory=dict)  # volume name -> container path
     secrets: tuple[str, ...] = ()  # names of host secrets put in its environment
+    matrix: MatrixInstance | None = None  # set on each instance of a matrix step
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,8 +15,10 @@ from parapipe.reporters.summary import (
     describe_image,
     exit_line,
     format_duration,
+    matrix_tally,
     ordered_steps,
     step_detail,
+    summary_rows,
 )
 
 _ICONS = {
@@ -75,9 +77,14 @@ def summary_markdown(
     if result.image is not None:
         lines += [f"Image: {_cell(describe_image(result.image))}", ""]
     lines += ["| step | status | duration | cache | detail |", "|---|---|---:|---|---|"]
-    for step in ordered_steps(result, order):
+    for row in summary_rows(ordered_steps(result, order)):
+        step = row.result
+        if step is None:  # a matrix step, its instances in the rows under it
+            lines.append(f"| `{_cell(row.label)}` | | | | {_cell(matrix_tally(row.instances))} |")
+            continue
+        label = f"↳ `{_cell(row.label)}`" if row.under_heading else f"`{_cell(row.label)}`"
         lines.append(
-            f"| `{step.name}` | {_ICONS[step.status]} {_cell(step.status.value)} "
+            f"| {label} | {_ICONS[step.status]} {_cell(step.status.value)} "
             f"| {format_duration(step.duration)} | {_cache(step)} | {_cell(step_detail(step))} |"
         )
     lines += ["", "```mermaid", *_mermaid(result, order, needs), "```", ""]

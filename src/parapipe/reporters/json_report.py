@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from parapipe import __version__
-from parapipe.model import AttemptResult, ImageResult, RunInfo, RunResult, Status, StepResult
+from parapipe.model import (
+    AttemptResult,
+    ImageResult,
+    RunInfo,
+    RunResult,
+    Status,
+    StepResult,
+    label_values,
+    split_instance,
+)
 from parapipe.reporters.base import Reporter
 from parapipe.reporters.report_file import write_report
 from parapipe.reporters.summary import ordered_steps
@@ -88,7 +97,16 @@ def _step(step: StepResult, needs: tuple[str, ...]) -> dict[str, Any]:
         "max_attempts": step.max_attempts,
         "attempt_results": [_attempt(a) for a in step.attempts],
         "log": _path(step.log_path),
+        "matrix": _matrix(step.name),
     }
+
+
+def _matrix(name: str) -> dict[str, Any] | None:
+    """For an instance of a matrix step: its step and values; null for any other step."""
+    instance = split_instance(name)
+    if instance is None:
+        return None
+    return {"step": instance[0], "values": label_values(instance[1])}
 
 
 def _cache(step: StepResult) -> str | None:

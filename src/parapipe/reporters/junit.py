@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from parapipe.model import ImageResult, RunInfo, RunResult, Status, StepResult
+from parapipe.model import ImageResult, RunInfo, RunResult, Status, StepResult, split_instance
 from parapipe.reporters.base import Reporter
 from parapipe.reporters.report_file import log_tail, write_report
 from parapipe.reporters.summary import TAIL_LINES, ordered_steps
@@ -82,7 +82,12 @@ def junit_xml(result: RunResult, order: Sequence[str] = ()) -> str:
 
 def _step_case(pipeline: str, step: StepResult) -> ET.Element:
     case = ET.Element(
-        "testcase", {"name": step.name, "classname": pipeline, "time": _seconds(step.duration)}
+        "testcase",
+        {
+            "name": step.name,
+            "classname": _classname(pipeline, step),
+            "time": _seconds(step.duration),
+        },
     )
     message = _clean(f"{step.status.value}: {step.reason}" if step.reason else step.status.value)
     if step.status in _FAILURE or step.status in _ERROR:
@@ -93,6 +98,13 @@ def _step_case(pipeline: str, step: StepResult) -> ET.Element:
         # Skipped, cancelled, unchanged and allowed failures: not run, or not held against it.
         ET.SubElement(case, "skipped", {"message": message})
     return case
+
+
+def _classname(pipeline: str, step: StepResult) -> str:
+    """The pipeline; `<pipeline>.<step>` for a matrix step's instance, which test-report tools
+    then group under its step."""
+    instance = split_instance(step.name)
+    return pipeline if instance is None else f"{pipeline}.{instance[0]}"
 
 
 def _image_case(pipeline: str, image: ImageResult) -> ET.Element:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import signal
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from parapipe.errors import ExitCode
-from parapipe.model import ImageResult, RunResult, Status, StepResult
+from parapipe.model import ImageResult, RunResult, Status, StepResult, split_instance
 
 TAIL_LINES = 20  # how much of a failed step's output is repeated next to the failure
 
@@ -116,10 +117,65 @@ def describe_image(result: ImageResult) -> str:
 
 
 def ordered_steps(result: RunResult, order: Sequence[str]) -> list[StepResult]:
-    """The run's step results in the order the run announced, then any it did not announce."""
+    """The run's step results in the order the run announced, then any it did not announce;
+    the instances of a matrix step together, where its first one is."""
     known = [result.steps[name] for name in order if name in result.steps]
     extra = [step for name, step in result.steps.items() if name not in order]
-    return known + extra
+    groups: dict[str, list[StepResult]] = {}
+    for step in known + extra:
+        instance = split_instance(step.name)
+        groups.setdefault(step.name if instance is None else instance[0] + "[", []).append(step)
+    return [step for group in groups.values() for step in group]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SummaryRow:
+    """A row of a summary table: a step, an instance under its matrix step (`label` is then
+    `[SHARD=0,PY=3.11]`), or the heading of a matrix step (`result` None)."""
+
+    label: str
+    result: StepResult | None
+    instances: tuple[StepResult, ...] = ()  # of a heading
+
+    @property
+    def under_heading(self) -> bool:
+        return self.result is not None and self.label.startswith("[")
+
+
+def summary_rows(steps: Sequence[StepResult]) -> list[SummaryRow]:
+    """`steps` (as `ordered_steps` gives them) with a heading before each matrix step's
+    instances."""
+    rows: list[SummaryRow] = []
+    for index, step in enumerate(steps):
+        instance = split_instance(step.name)
+        if instance is None:
+            rows.append(SummaryRow(label=step.name, result=step))
+            continue
+        base, label = instance
+        if index == 0 or _matrix_of(steps[index - 1]) != base:
+            members = tuple(s for s in steps if _matrix_of(s) == base)
+            rows.append(SummaryRow(label=base, result=None, instances=members))
+        rows.append(SummaryRow(label=f"[{label}]", result=step))
+    return rows
+
+
+def _matrix_of(step: StepResult) -> str | None:
+    instance = split_instance(step.name)
+    return None if instance is None else instance[0]
+
+
+def matrix_tally(instances: Sequence[StepResult]) -> str:
+    """`matrix of 4: 3 passed, 1 failed`."""
+    counts = Counter(step.status for step in instances)
+    parts = [f"{counts[s]} {_count_word(s, counts[s])}" for s in _COUNT_ORDER if counts[s]]
+    return f"matrix of {len(instances)}: {', '.join(parts)}"
+
+
+def matrix_status(instances: Sequence[StepResult]) -> Status:
+    """The status a matrix step's heading shows: the first of its instances' statuses in the
+    order of the count line from the end (what went wrong outranks what passed)."""
+    present = {step.status for step in instances}
+    return next(s for s in reversed(_COUNT_ORDER) if s in present) if present else Status.QUEUED
 
 
 def count_line(result: RunResult) -> str:
@@ -141,10 +197,7 @@ def exit_line(result: RunResult) -> str:
 def plain_summary_lines(result: RunResult, order: Sequence[str]) -> list[str]:
     """The summary as aligned plain text, one string per line, without newlines."""
     rows = [("step", "status", "duration", "detail")]
-    rows += [
-        (s.name, s.status.value, format_duration(s.duration), step_detail(s))
-        for s in ordered_steps(result, order)
-    ]
+    rows += [_plain_row(row) for row in summary_rows(ordered_steps(result, order))]
     name_width = max(len(row[0]) for row in rows)
     status_width = max(len(row[1]) for row in rows)
     duration_width = max(len(row[2]) for row in rows)
@@ -161,6 +214,14 @@ def plain_summary_lines(result: RunResult, order: Sequence[str]) -> list[str]:
     return lines
 
 
+def _plain_row(row: SummaryRow) -> tuple[str, str, str, str]:
+    step = row.result
+    if step is None:
+        return row.label, "", "", matrix_tally(row.instances)
+    label = f"  {row.label}" if row.under_heading else row.label
+    return label, step.status.value, format_duration(step.duration), step_detail(step)
+
+
 def rich_summary(result: RunResult, order: Sequence[str]) -> RenderableType:
     """The summary as a rich table with the count, exit and log lines under it."""
     table = Table(expand=False)
@@ -168,9 +229,13 @@ def rich_summary(result: RunResult, order: Sequence[str]) -> RenderableType:
     table.add_column("status", no_wrap=True)
     table.add_column("duration", justify="right", no_wrap=True)
     table.add_column("detail", overflow="fold")
-    for step in ordered_steps(result, order):
+    for row in summary_rows(ordered_steps(result, order)):
+        step = row.result
+        if step is None:
+            table.add_row(Text(row.label), "", "", Text(matrix_tally(row.instances)))
+            continue
         table.add_row(
-            Text(step.name),
+            Text(f"  {row.label}" if row.under_heading else row.label),
             Text(step.status.value, style=STATUS_STYLES[step.status]),
             format_duration(step.duration),
             Text(step_detail(step)),

@@ -21,8 +21,11 @@ from parapipe.reporters.summary import (
     describe_image,
     exit_line,
     format_duration,
+    matrix_status,
+    matrix_tally,
     ordered_steps,
     step_detail,
+    summary_rows,
 )
 
 FLAG = "--timeline"
@@ -157,7 +160,11 @@ def timeline_html(
     rows: list[tuple[str, Status, str]] = []
     if result.image is not None:
         rows.append((IMAGE_ROW, result.image.status, result.image.reason))
-    rows += [(s.name, s.status, step_detail(s)) for s in ordered_steps(result, order)]
+    for row in summary_rows(ordered_steps(result, order)):
+        if row.result is None:  # a matrix step: a heading over its instances' rows
+            rows.append((row.label, matrix_status(row.instances), matrix_tally(row.instances)))
+        else:
+            rows.append((row.result.name, row.result.status, step_detail(row.result)))
     body = [_axis(total)]
     for name, status, detail in rows:
         row_bars = [bar for bar in found if bar.row == name]

@@ -68,6 +68,12 @@ class StepRunner:
         if unchanged is not None and not step.outputs:
             return StepResult(name=name, status=Status.UNCHANGED, reason=unchanged)
         log_path = self.folder.step_log(name)
+        collision = await anyio.to_thread.run_sync(self.data.collision, step)
+        if collision is not None:
+            with self.folder.open_log(log_path) as log_file:
+                log_file.write(f"parapipe: {collision}\n")
+            failed = Status.ALLOWED_FAILURE if step.allow_failure else Status.FAILED
+            return StepResult(name=name, status=failed, log_path=log_path, reason=collision)
         assert self._plan is not None
         key = await anyio.to_thread.run_sync(
             self.data.key, step, self._plan, self.secrets.fingerprints(step)

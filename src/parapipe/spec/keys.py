@@ -25,7 +25,7 @@ IMAGE_KEYS: Final = (
 )
 PREPARE_KEYS: Final = ("files", "run", "env")
 BUILD_KEYS: Final = ("context", "dockerfile", "args")
-STEP_KEYS: Final = ("run", "needs", "env", "tags", "when", *EXECUTION_KEYS, *DATA_KEYS)
+STEP_KEYS: Final = ("run", "needs", "env", "tags", "when", *EXECUTION_KEYS, *DATA_KEYS, "matrix")
 
 # Keys that later versions of parapipe add. They get their own message instead of "unknown key"
 # (and are never silently ignored); the feature that implements one moves it out of here.

@@ -10,11 +10,13 @@ from typing import Final
 from yaml.nodes import MappingNode, Node
 
 from parapipe.errors import SpecError, did_you_mean
-from parapipe.model import Step
+from parapipe.model import MatrixSpec, Step
 from parapipe.spec import keys as spec_keys
 from parapipe.spec.data import read_data
 from parapipe.spec.execution import ExecutionOptions, read_execution
+from parapipe.spec.handoff import check_handoff_overlaps
 from parapipe.spec.keys import STEP_KEYS
+from parapipe.spec.matrix import combinations_of, expand_steps, read_matrix
 from parapipe.spec.reader import NodeReader
 from parapipe.spec.when import read_tags, read_when
 from parapipe.spec.yaml_nodes import Entry, is_null, is_string, kind, quoted
@@ -39,13 +41,39 @@ def read_steps(
     _check_names(reader, step_entries)
     steps: dict[str, Step] = {}
     need_nodes: dict[str, list[tuple[str, Node]]] = {}
+    matrices: dict[str, tuple[MatrixSpec, list[dict[str, str]]]] = {}
     for step_entry in step_entries:
         name = step_entry.key
         steps[name], need_nodes[name] = _step(reader, step_entry, defaults)
+        matrix = _matrix(reader, step_entry, steps[name])
+        if matrix is not None:
+            matrices[name] = matrix
     for name, needs in need_nodes.items():
         _check_needs(reader, name, needs, steps)
     _check_cycles(steps)
-    return steps
+    expanded = expand_steps(steps, matrices)
+    check_handoff_overlaps(reader, expanded, need_nodes)
+    return expanded
+
+
+def _matrix(
+    reader: NodeReader, entry: Entry, step: Step
+) -> tuple[MatrixSpec, list[dict[str, str]]] | None:
+    """The step's matrix and its combinations, when it has one."""
+    assert isinstance(entry.value, MappingNode)
+    matrix_entry = next((e for e in reader.entries(entry.value, "") if e.key == "matrix"), None)
+    if matrix_entry is None:
+        return None
+    where = f"step '{step.name}'"
+    spec = read_matrix(reader, matrix_entry, where)
+    combinations = combinations_of(reader, spec, matrix_entry, where)
+    for key in {key: None for values in combinations for key in values}:
+        if key in step.env:
+            raise reader.fail(
+                f"matrix name {quoted(key)} of {where} is also in its 'env': rename one",
+                matrix_entry.key_node,
+            )
+    return spec, combinations
 
 
 def _check_names(reader: NodeReader, step_entries: list[Entry]) -> None:
