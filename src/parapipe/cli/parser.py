@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from parapipe import __version__
+from parapipe.cli.image import add_image_parser
 from parapipe.cli.requests import (
     DEFAULT_MAX_SIZE,
     DEFAULT_OUTPUT,
@@ -224,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_hook_parser(commands, _add_spec_option)
     add_cache_parser(commands, _add_spec_option)
     add_shell_parser(commands, _add_spec_option)
+    add_image_parser(commands, _add_spec_option)
     return parser
 
 

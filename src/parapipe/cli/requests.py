@@ -98,6 +98,16 @@ class ExportGithubRequest:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ImageRequest:
+    """`parapipe image id|build|save|load`."""
+
+    action: str
+    spec: Path
+    engine: str = field(default_factory=default_engine)
+    archive: str = ""  # save: the file to write ("-": stdout); load: the file to read
+
+
+@dataclass(frozen=True, kw_only=True)
 class HookInstallRequest:
     spec: Path
     steps: tuple[str, ...] = ()  # empty: the steps tagged pre-push, else every step
@@ -137,6 +147,7 @@ Request = (
     | HookRunRequest
     | CachePruneRequest
     | ShellRequest
+    | ImageRequest
 )
 
 
@@ -163,6 +174,13 @@ def request_from(args: argparse.Namespace) -> Request:
             images=args.images,
             keep_images=args.keep,
             engine=args.engine,
+        )
+    if args.command == "image":
+        return ImageRequest(
+            action=args.image_command,
+            spec=args.spec,
+            engine=args.engine,
+            archive=getattr(args, "output", None) or getattr(args, "archive", None) or "",
         )
     if args.command == "shell":
         return ShellRequest(
