@@ -290,7 +290,14 @@ def add_export_parser(commands: SubParsers, add_spec: AddSpecOption) -> None:
         "--split",
         action="store_true",
         help="one job per step, each on its own runner running 'parapipe run STEP --no-deps', "
-        "logs handed on as artifacts (default: one job)",
+        "after a first job that builds the image once and hands it on (default: one job)",
+    )
+    github.add_argument(
+        "--registry",
+        metavar="REF",
+        default="",
+        help="with --split: push the image to REF (e.g. ghcr.io/owner/repo) and pull it in the "
+        "step jobs, instead of handing it on as an artifact",
     )
     github.add_argument(
         "--install",

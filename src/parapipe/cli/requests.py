@@ -95,6 +95,7 @@ class ExportGithubRequest:
     spec: Path
     split: bool = False
     install: str = ""  # empty: pip install parapipe==<this version>
+    registry: str = ""  # --split: push the image there instead of handing on an archive
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,7 +164,9 @@ def request_from(args: argparse.Namespace) -> Request:
     if args.command == "graph":
         return GraphRequest(spec=args.spec, steps=tuple(args.steps), format=args.format)
     if args.command == "export":  # github is its only target
-        return ExportGithubRequest(spec=args.spec, split=args.split, install=args.install)
+        return ExportGithubRequest(
+            spec=args.spec, split=args.split, install=args.install, registry=args.registry
+        )
     if args.command == "hook":
         return _hook_request(args)
     if args.command == "cache":  # prune is its only action
