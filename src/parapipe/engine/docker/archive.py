@@ -72,8 +72,8 @@ def codec_of(head: bytes) -> Codec | None:
     return None
 
 
-def save_argv(binary: str, references: Sequence[str]) -> list[str]:
-    return [binary, "save", *references]
+def save_argv(binary: str, references: Sequence[str], flags: Sequence[str] = ()) -> list[str]:
+    return [binary, "save", *flags, *references]
 
 
 def load_argv(binary: str) -> list[str]:
@@ -104,13 +104,19 @@ def loaded_references(output: str) -> list[str]:
     return loaded
 
 
-async def save(program: process.Program, references: Sequence[str], destination: IO[bytes]) -> None:
-    """Write the images `references` name, their shared layers once, to `destination`."""
+async def save(
+    program: process.Program,
+    references: Sequence[str],
+    destination: IO[bytes],
+    flags: Sequence[str] = (),
+) -> None:
+    """Write the images `references` name, their shared layers once, to `destination`;
+    `flags` for `save` (Podman needs `-m` to take a second name as an image, not a tag)."""
     codec = save_codec()
     with _Pipe() as pipe:
         async with (
             process.spawn(
-                program, save_argv(program.binary, references), stdout=pipe.write_end
+                program, save_argv(program.binary, references, flags), stdout=pipe.write_end
             ) as saver,
             process.spawn(
                 codec.program, codec.compress, stdin=pipe.read_end, stdout=destination

@@ -37,6 +37,7 @@ class DockerEngine(Engine):
     binary: ClassVar[str] = "docker"
     install_hint: ClassVar[str] = "install Docker (https://docs.docker.com/engine/install/)"
     start_hint: ClassVar[str] = "start it (sudo systemctl start docker, or scripts/start-engine)"
+    save_flags: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.program = process.Program(
@@ -135,7 +136,7 @@ class DockerEngine(Engine):
         return ""
 
     async def save_images(self, references: Sequence[str], destination: IO[bytes]) -> None:
-        await archive.save(self.program, references, destination)
+        await archive.save(self.program, references, destination, self.save_flags)
 
     async def load_images(self, archive_path: Path) -> list[str]:
         return await archive.load(self.program, archive_path)
@@ -219,6 +220,8 @@ class PodmanEngine(DockerEngine):
     binary: ClassVar[str] = "podman"
     install_hint: ClassVar[str] = "install Podman (https://podman.io/docs/installation)"
     start_hint: ClassVar[str] = "run `podman info` to see why (podman machine start on macOS)"
+    # Without -m, `podman save A B` writes A with B as one more of its tags.
+    save_flags: ClassVar[tuple[str, ...]] = ("--multi-image-archive",)
 
     def check_argv(self) -> list[str]:
         return argvs.podman_check_argv(self.binary)
