@@ -54,7 +54,10 @@ class FakeEngine(Engine):
         pass
 
     async def resolve_base(self, image: ImageSpec, log: LineSink) -> str:
-        return f"sha256:base-of-{image.origin if isinstance(image.origin, str) else 'dockerfile'}"
+        if not isinstance(image.origin, str):
+            return "sha256:base-of-dockerfile"
+        # Found, else "pulled": the base is then an image like any other (archives carry it).
+        return self.images.setdefault(image.origin, f"sha256:base-of-{image.origin}")
 
     async def find_image(self, tag: str) -> str | None:
         return self.images.get(tag)
