@@ -4,6 +4,7 @@ formats it reads, and its refusal of an image the spec does not plan (in-memory 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import anyio
@@ -148,3 +149,24 @@ def test_load_accepts_the_planned_image_and_refuses_another(tmp_path: Path) -> N
     with pytest.raises(UsageError, match=r"what differs: the source files; removed what it loaded"):
         anyio.run(image_archive.load, other, load_pipeline(pipeline.spec_path), saved, print)
     assert other.images == {"busybox:latest": "sha256:local-busybox"}  # nothing left to run
+
+
+def test_load_refuses_the_planned_tag_on_an_image_of_other_inputs(tmp_path: Path) -> None:
+    """A tag is only a name: the image under it must record the inputs the tag stands for."""
+    here = tmp_path / "here"
+    here.mkdir()
+    pipeline = project(here)
+    saved = tmp_path / "image.archive"
+    saved_by(FakeEngine(), pipeline, saved)
+    content = json.loads(saved.read_text())
+    tag = next(ref for ref in content if ref.startswith("parapipe/"))
+    recorded = json.loads(content[tag][1][LABEL_INPUTS])
+    content[tag][1][LABEL_INPUTS] = json.dumps({**recorded, "setup": "0" * 16})
+    saved.write_text(json.dumps(content))
+
+    runner = FakeEngine()
+    with pytest.raises(
+        UsageError, match=r"holds parapipe/inputs:\w+, but made from other inputs: image.setup"
+    ):
+        anyio.run(image_archive.load, runner, pipeline, saved, print)
+    assert tag not in runner.images

@@ -78,12 +78,17 @@ async def load(engine: Engine, pipeline: Pipeline, archive: Path, log: LineSink)
         plan = await plan_here(engine, pipeline, log)
         image_id = await engine.find_image(plan.tag)
         if image_id is not None and _short(plan.tag) in {_short(ref) for ref in loaded}:
-            if base_ref is not None and base_before is not None:
-                now = await engine.find_image(base_ref)
-                if now != base_before:
-                    log(f"parapipe: {base_ref} now names the archive's base (was {base_before})")
-            return ReadyImage(plan=plan, image_id=image_id, built=False)
-        problem = await _mismatch(engine, pipeline, plan, loaded, archive)
+            problem = await _forged(engine, plan, archive)
+            if problem is None:
+                if base_ref is not None and base_before is not None:
+                    now = await engine.find_image(base_ref)
+                    if now != base_before:
+                        log(
+                            f"parapipe: {base_ref} now names the archive's base (was {base_before})"
+                        )
+                return ReadyImage(plan=plan, image_id=image_id, built=False)
+        else:
+            problem = await _mismatch(engine, pipeline, plan, loaded, archive)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await _unload(engine, loaded, base_ref, base_before)
@@ -91,6 +96,16 @@ async def load(engine: Engine, pipeline: Pipeline, archive: Path, log: LineSink)
     with anyio.CancelScope(shield=True):
         await _unload(engine, loaded, base_ref, base_before)
     raise UsageError(problem + "; removed what it loaded")
+
+
+async def _forged(engine: Engine, plan: ImagePlan, archive: Path) -> str | None:
+    """Why the image under the planned tag is not what the tag stands for, if it is not: its
+    recorded inputs must be the planned ones (a check against mistakes, not a signature)."""
+    found = image_inputs.decode((await engine.image_labels(plan.tag)).get(LABEL_INPUTS))
+    if found == dict(plan.inputs):
+        return None
+    differ = image_inputs.differing(plan.inputs, found)
+    return f"{archive} holds {plan.tag}, but made from other inputs: {'; '.join(differ)}"
 
 
 async def _mismatch(
