@@ -148,3 +148,20 @@ def test_a_bad_registry_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_base_built_from_a_dockerfile_has_no_tag_to_push(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "Dockerfile").write_text("FROM busybox:latest\n")
+    path = repo / "ci.yaml"
+    path.write_text("image: {build: .}\nsteps:\n  a: {run: make}\n")
+    text = split_workflow(load_pipeline(path), registry="ghcr.io/owner/repo")
+    jobs = jobs_of(text)
+    (push,) = [
+        s for s in jobs["image"]["steps"] if s.get("name") == "Build the pipeline image and push it"
+    ]
+    assert "-base" not in push["run"]
+    (pull,) = [s for s in jobs["a"]["steps"] if s.get("name") == "Pull the pipeline image"]
+    assert "-base" not in pull["run"]
+    check_with_actionlint(tmp_path, text)

@@ -141,8 +141,8 @@ class FakeEngine(Engine):
 
     # Archives: the tags, ids and labels of the images, as JSON.
 
-    def archive_refusal(self) -> str:
-        return ""
+    def archive_refusal(self) -> str | None:
+        return None
 
     async def save_images(self, references: Sequence[str], destination: IO[bytes]) -> None:
         missing = [ref for ref in references if ref not in self.images]

@@ -132,8 +132,8 @@ class DockerEngine(Engine):
             self.program, pipeline, keep=keep, keep_ids=keep_ids
         )
 
-    def archive_refusal(self) -> str:
-        return ""
+    def archive_refusal(self) -> str | None:
+        return None
 
     async def save_images(self, references: Sequence[str], destination: IO[bytes]) -> None:
         await archive.save(self.program, references, destination, self.save_flags)
