@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from parapipe.cli.cache import cache_prune_command
 from parapipe.cli.export import export_github_command
 from parapipe.cli.hook import hook_install_command, hook_run_command, hook_uninstall_command
+from parapipe.cli.image import image_command
 from parapipe.cli.parser import build_parser
 from parapipe.cli.requests import (
     CachePruneRequest,
@@ -21,6 +22,7 @@ from parapipe.cli.requests import (
     HookInstallRequest,
     HookRunRequest,
     HookUninstallRequest,
+    ImageRequest,
     Request,
     RunRequest,
     ShellRequest,
@@ -75,3 +77,5 @@ def _dispatch(request: Request) -> int:
             return cache_prune_command(request)
         case ShellRequest():
             return shell_command(request)
+        case ImageRequest():
+            return image_command(request)

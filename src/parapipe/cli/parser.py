@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from parapipe import __version__
+from parapipe.cli.image import add_image_parser
 from parapipe.cli.requests import (
     DEFAULT_MAX_SIZE,
     DEFAULT_OUTPUT,
@@ -224,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_hook_parser(commands, _add_spec_option)
     add_cache_parser(commands, _add_spec_option)
     add_shell_parser(commands, _add_spec_option)
+    add_image_parser(commands, _add_spec_option)
     return parser
 
 
@@ -288,7 +290,14 @@ def add_export_parser(commands: SubParsers, add_spec: AddSpecOption) -> None:
         "--split",
         action="store_true",
         help="one job per step, each on its own runner running 'parapipe run STEP --no-deps', "
-        "logs handed on as artifacts (default: one job)",
+        "after a first job that builds the image once and hands it on (default: one job)",
+    )
+    github.add_argument(
+        "--registry",
+        metavar="REF",
+        default="",
+        help="with --split: push the image to REF (e.g. ghcr.io/owner/repo) and pull it in the "
+        "step jobs, instead of handing it on as an artifact",
     )
     github.add_argument(
         "--install",

@@ -95,6 +95,17 @@ class ExportGithubRequest:
     spec: Path
     split: bool = False
     install: str = ""  # empty: pip install parapipe==<this version>
+    registry: str = ""  # --split: push the image there instead of handing on an archive
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRequest:
+    """`parapipe image id|build|save|load`."""
+
+    action: str
+    spec: Path
+    engine: str = field(default_factory=default_engine)
+    archive: str = ""  # save: the file to write ("-": stdout); load: the file to read
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,6 +148,7 @@ Request = (
     | HookRunRequest
     | CachePruneRequest
     | ShellRequest
+    | ImageRequest
 )
 
 
@@ -152,7 +164,9 @@ def request_from(args: argparse.Namespace) -> Request:
     if args.command == "graph":
         return GraphRequest(spec=args.spec, steps=tuple(args.steps), format=args.format)
     if args.command == "export":  # github is its only target
-        return ExportGithubRequest(spec=args.spec, split=args.split, install=args.install)
+        return ExportGithubRequest(
+            spec=args.spec, split=args.split, install=args.install, registry=args.registry
+        )
     if args.command == "hook":
         return _hook_request(args)
     if args.command == "cache":  # prune is its only action
@@ -163,6 +177,13 @@ def request_from(args: argparse.Namespace) -> Request:
             images=args.images,
             keep_images=args.keep,
             engine=args.engine,
+        )
+    if args.command == "image":
+        return ImageRequest(
+            action=args.image_command,
+            spec=args.spec,
+            engine=args.engine,
+            archive=getattr(args, "output", None) or getattr(args, "archive", None) or "",
         )
     if args.command == "shell":
         return ShellRequest(

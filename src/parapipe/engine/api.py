@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import IO, ClassVar
 
 from parapipe.errors import UsageError
 from parapipe.model import LABEL_CACHE, LABEL_PIPELINE, ImagePlan, ImageSpec, Prewarm
@@ -195,3 +195,33 @@ class Engine(ABC):
         failed build left, with the layers only they held. Raises `UsageError` for an engine
         that keeps its images out of parapipe's reach."""
         raise UsageError(f"{self.name} keeps images in its own engine, which prunes them itself")
+
+    # -- image archives (`parapipe image save/load`, `export github --split`) -------------------
+
+    def archive_refusal(self) -> str | None:
+        """Why this engine cannot save or load image archives, if it cannot."""
+        return (
+            f"{self.name} keeps its images in its own engine: image archives"
+            " (parapipe image save/load) need Docker or Podman"
+        )
+
+    async def save_images(self, references: Sequence[str], destination: IO[bytes]) -> None:
+        """Write the images `references` name (their shared layers once) to `destination` as one
+        compressed archive. Raises `UsageError` for an engine without archives."""
+        raise UsageError(self.archive_refusal() or f"{self.name}: no image archives")
+
+    async def load_images(self, archive: Path) -> list[str]:
+        """Load an archive `save_images` wrote; the references it loaded. A file that is not
+        one, or a damaged one, is a `UsageError` (one line)."""
+        raise UsageError(self.archive_refusal() or f"{self.name}: no image archives")
+
+    async def image_labels(self, reference: str) -> dict[str, str]:
+        """The labels of the image `reference` names."""
+        raise UsageError(self.archive_refusal() or f"{self.name}: no image archives")
+
+    async def tag_image(self, image_id: str, reference: str) -> None:
+        raise UsageError(self.archive_refusal() or f"{self.name}: no image archives")
+
+    async def untag_images(self, references: Sequence[str]) -> None:
+        """Remove these tags, in order, and each image left with none (and no child)."""
+        raise UsageError(self.archive_refusal() or f"{self.name}: no image archives")

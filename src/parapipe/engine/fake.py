@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
 
 import anyio
 
 from parapipe.engine.api import Engine, LineSink, RemovedImages, ShellRun, StepRun, kept_image_tag
-from parapipe.errors import EngineError, ImageBuildFailed, OutputError
+from parapipe.errors import EngineError, ImageBuildFailed, OutputError, UsageError
 from parapipe.model import ImagePlan, ImageSpec
 
 
@@ -45,12 +48,16 @@ class FakeEngine(Engine):
         self.shells: list[ShellRun] = []  # every shell opened, in order
         self.shell_exit_code = 0
         self.pruned: list[tuple[str, int, frozenset[str]]] = []  # remove_old_images calls
+        self.labels: dict[str, dict[str, str]] = {}  # by image id
 
     async def check(self) -> None:
         pass
 
     async def resolve_base(self, image: ImageSpec, log: LineSink) -> str:
-        return f"sha256:base-of-{image.origin if isinstance(image.origin, str) else 'dockerfile'}"
+        if not isinstance(image.origin, str):
+            return "sha256:base-of-dockerfile"
+        # Found, else "pulled": the base is then an image like any other (archives carry it).
+        return self.images.setdefault(image.origin, f"sha256:base-of-{image.origin}")
 
     async def find_image(self, tag: str) -> str | None:
         return self.images.get(tag)
@@ -62,6 +69,7 @@ class FakeEngine(Engine):
             if self.setup_fails:
                 raise ImageBuildFailed(f"setup command failed with exit 1: {command}")
         self.images[plan.tag] = f"sha256:{len(self.images) + 1:064d}"
+        self.labels[self.images[plan.tag]] = {**plan.labels, **plan.inputs_label}
         return self.images[plan.tag]
 
     async def remove_old_images(
@@ -130,3 +138,37 @@ class FakeEngine(Engine):
 
     async def remove_images(self, image_ids: Sequence[str]) -> None:
         self.images = {tag: i for tag, i in self.images.items() if i not in image_ids}
+
+    # Archives: the tags, ids and labels of the images, as JSON.
+
+    def archive_refusal(self) -> str | None:
+        return None
+
+    async def save_images(self, references: Sequence[str], destination: IO[bytes]) -> None:
+        missing = [ref for ref in references if ref not in self.images]
+        if missing:
+            raise UsageError(f"fake: no such image: {missing[0]}")
+        saved = {
+            ref: [self.images[ref], self.labels.get(self.images[ref], {})] for ref in references
+        }
+        destination.write(json.dumps(saved).encode())
+
+    async def load_images(self, archive: Path) -> list[str]:
+        try:
+            saved = json.loads(await anyio.Path(archive).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{archive}: fake cannot load it: {exc}") from None
+        for ref, (image_id, labels) in saved.items():
+            self.images[ref] = image_id
+            self.labels[image_id] = labels
+        return list(saved)
+
+    async def image_labels(self, reference: str) -> dict[str, str]:
+        return dict(self.labels.get(self.images.get(reference, ""), {}))
+
+    async def tag_image(self, image_id: str, reference: str) -> None:
+        self.images[reference] = image_id
+
+    async def untag_images(self, references: Sequence[str]) -> None:
+        for reference in references:
+            self.images.pop(reference, None)

@@ -37,6 +37,7 @@ _HELP_POINTER: Final = re.compile(r"\s*(Run|See) '\S+ .*--help'")
 _ERROR_LOOKBACK: Final = 5
 
 Input = int | IO[bytes] | None  # what a child's stdin is: DEVNULL, PIPE or an open file
+Output = int | IO[bytes]  # its stdout: PIPE, or a file descriptor or file (an archive's pipe)
 LineSink = Callable[[str], None]
 
 
@@ -74,6 +75,7 @@ async def start(
     env: Mapping[str, str] | None = None,
     stdin: Input = subprocess.DEVNULL,
     stderr: int = subprocess.PIPE,
+    stdout: Output = subprocess.PIPE,
 ) -> Process:
     """Start `argv` in a session of its own, with `env` added to parapipe's environment. A
     program that cannot be run is `EngineUnavailable`, naming it and how to install it."""
@@ -81,7 +83,7 @@ async def start(
         return await anyio.open_process(
             list(argv),
             stdin=stdin,
-            stdout=subprocess.PIPE,
+            stdout=stdout,
             stderr=stderr,
             env={**os.environ, **env} if env else None,
             start_new_session=True,
@@ -127,10 +129,11 @@ async def spawn(
     *,
     env: Mapping[str, str] | None = None,
     stdin: Input = subprocess.DEVNULL,
+    stdout: Output = subprocess.PIPE,
 ) -> AsyncIterator[Process]:
     """`start`, for the body's time: the child's group is killed if the body does not finish
     normally (cancelled, failed), and the child is reaped however it ends."""
-    process = await start(program, argv, env=env, stdin=stdin)
+    process = await start(program, argv, env=env, stdin=stdin, stdout=stdout)
     try:
         yield process
     except BaseException:

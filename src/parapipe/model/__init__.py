@@ -7,7 +7,13 @@ nothing of parapipe but `parapipe.errors` (where `Location` lives, so errors sta
 from parapipe.errors import Location
 from parapipe.model.choices import ENGINE_CHOICES, ENGINE_NAMES, OUTPUT_MODES
 from parapipe.model.image import CA_BUNDLE_PATH, CA_ENV_VARS, ImagePlan
-from parapipe.model.labels import LABEL_CACHE, LABEL_PIPELINE, LABEL_RUN, LABEL_STEP
+from parapipe.model.labels import (
+    LABEL_CACHE,
+    LABEL_INPUTS,
+    LABEL_PIPELINE,
+    LABEL_RUN,
+    LABEL_STEP,
+)
 from parapipe.model.matrix import (
     MatrixInstance,
     MatrixSpec,
@@ -34,6 +40,7 @@ __all__ = [
     "ENGINE_CHOICES",
     "ENGINE_NAMES",
     "LABEL_CACHE",
+    "LABEL_INPUTS",
     "LABEL_PIPELINE",
     "LABEL_RUN",
     "LABEL_STEP",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parapipe.model.labels import LABEL_PIPELINE
+from parapipe.model.labels import LABEL_INPUTS, LABEL_PIPELINE
 
 CA_BUNDLE_PATH = "/etc/parapipe/ca-certificates.crt"
 CA_ENV_VARS = (
@@ -39,8 +40,18 @@ class ImagePlan:
     prepare_env: Mapping[str, str] = field(default_factory=dict)
     # `image.caches`: cache name -> container path, mounted while prepare and setup run.
     caches: Mapping[str, str] = field(default_factory=dict)
+    # A digest of each input, by name (`run.image_inputs`): not part of `labels`, which come
+    # first in the image, as these change with every edit and would undo the layer cache.
+    inputs: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def pipeline(self) -> str:
         """The pipeline's name, which cache volumes are scoped by."""
         return self.labels.get(LABEL_PIPELINE, "")
+
+    @property
+    def inputs_label(self) -> dict[str, str]:
+        """`inputs` as the image's last label, `{LABEL_INPUTS: JSON}`; empty without them."""
+        if not self.inputs:
+            return {}
+        return {LABEL_INPUTS: json.dumps(dict(self.inputs), sort_keys=True, separators=(",", ":"))}

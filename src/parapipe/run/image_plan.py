@@ -28,6 +28,7 @@ from parapipe.model import (
     ImageSpec,
     Pipeline,
 )
+from parapipe.run import image_inputs
 
 # Bump when the way an image is made from the same inputs changes, so old tags stop matching.
 IMAGE_FORMAT: Final = "parapipe-image-v1"
@@ -91,10 +92,23 @@ def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
     _feed(digest, "labels", *_flatten(sorted(labels.items())))
     prepare_files = _feed_prepare(digest, spec, files)
     _feed(digest, "setup", str(len(spec.setup)), *spec.setup)
-    _feed(digest, "ca", _file_digest(ca_bundle) if ca_bundle is not None else "")
+    ca_digest = _file_digest(ca_bundle) if ca_bundle is not None else ""
+    _feed(digest, "ca", ca_digest)
     _feed(digest, "files", str(len(files)))
+    fingerprints: dict[str, tuple[str, str]] = {}
     for path in files:
-        _feed(digest, path, *_fingerprint(spec.source, path))
+        fingerprints[path] = _fingerprint(spec.source, path)
+        _feed(digest, path, *fingerprints[path])
+    inputs = image_inputs.input_digests(
+        spec,
+        image_format=IMAGE_FORMAT,
+        base_id=base_id,
+        pipeline=pipeline.name,
+        env=env,
+        prepare_files=prepare_files,
+        ca_digest=ca_digest,
+        fingerprints=fingerprints,
+    )
     return ImagePlan(
         tag=image_tag(pipeline.name, digest.hexdigest()),
         base_id=base_id,
@@ -109,6 +123,7 @@ def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
         prepare=spec.prepare.run if spec.prepare else (),
         prepare_env=dict(spec.prepare.env) if spec.prepare else {},
         caches=dict(spec.caches),
+        inputs=inputs,
     )
 
 

@@ -161,6 +161,8 @@ def dockerfile_text(plan: ImagePlan, *, cache_mounts: bool = False, base: str = 
     lines.append("COPY " + json.dumps([f"{CONTEXT_SOURCE}/", "./"]))
     for number, command in enumerate(plan.setup, start=1):
         lines.append("RUN " + mounts + json.dumps(setup_command(number, command)))
+    if plan.inputs_label:  # last: it changes with every edit
+        lines.append("LABEL " + _assignments(plan.inputs_label))
     return "\n".join(lines) + "\n"
 
 

@@ -14,14 +14,14 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import ClassVar, Final
+from typing import IO, ClassVar, Final
 
 import anyio
 
 from parapipe.engine import process
 from parapipe.engine.api import Engine, LineSink, RemovedImages, ShellRun, StepRun
+from parapipe.engine.docker import archive, errors, images, old_images, podman_setup, shell
 from parapipe.engine.docker import argv as argvs
-from parapipe.engine.docker import errors, images, old_images, podman_setup, shell
 from parapipe.engine.docker import pool as docker_pool
 from parapipe.engine.docker.images import BuildFlavour
 from parapipe.engine.docker.steps import StepContainers
@@ -37,6 +37,7 @@ class DockerEngine(Engine):
     binary: ClassVar[str] = "docker"
     install_hint: ClassVar[str] = "install Docker (https://docs.docker.com/engine/install/)"
     start_hint: ClassVar[str] = "start it (sudo systemctl start docker, or scripts/start-engine)"
+    save_flags: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         self.program = process.Program(
@@ -131,6 +132,24 @@ class DockerEngine(Engine):
             self.program, pipeline, keep=keep, keep_ids=keep_ids
         )
 
+    def archive_refusal(self) -> str | None:
+        return None
+
+    async def save_images(self, references: Sequence[str], destination: IO[bytes]) -> None:
+        await archive.save(self.program, references, destination, self.save_flags)
+
+    async def load_images(self, archive_path: Path) -> list[str]:
+        return await archive.load(self.program, archive_path)
+
+    async def image_labels(self, reference: str) -> dict[str, str]:
+        return await archive.labels(self.program, reference)
+
+    async def tag_image(self, image_id: str, reference: str) -> None:
+        await archive.tag(self.program, image_id, reference)
+
+    async def untag_images(self, references: Sequence[str]) -> None:
+        await archive.untag(self.program, references)
+
     # -- what differs between Docker and Podman ----------------------------------------------
 
     def check_argv(self) -> list[str]:
@@ -201,6 +220,8 @@ class PodmanEngine(DockerEngine):
     binary: ClassVar[str] = "podman"
     install_hint: ClassVar[str] = "install Podman (https://podman.io/docs/installation)"
     start_hint: ClassVar[str] = "run `podman info` to see why (podman machine start on macOS)"
+    # Without -m, `podman save A B` writes A with B as one more of its tags.
+    save_flags: ClassVar[tuple[str, ...]] = ("--multi-image-archive",)
 
     def check_argv(self) -> list[str]:
         return argvs.podman_check_argv(self.binary)
