@@ -3,7 +3,9 @@
 An engine that cannot be reached is skipped with the reason, never passed: Docker needs its
 daemon and the seeded busybox; Podman needs `podman`, busybox in its own storage and a runtime
 that can start a container here (all from scripts/setup; see tests/helpers/podman.py); Dagger needs an open session (`dagger run`) or a `dagger` CLI whose engine
-answers the same probe `--engine auto` uses.
+answers the same probe `--engine auto` uses. `docker-isolated` is Docker through `DOCKER_HOST`
+at a daemon that shares nothing with the host but its socket (tests/helpers/isolated_docker.py):
+the remote engine, as far as this machine can have one.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import pytest
 from parapipe.engine.dagger import probe as dagger_probe
 from parapipe.errors import EngineUnavailable
 from tests.helpers.docker import BUSYBOX
+from tests.helpers.isolated_docker import IsolatedDockerd
 from tests.helpers.podman import why_podman_cannot_run
 
-ENGINES = ("docker", "podman", "dagger")
+ENGINES = ("docker", "podman", "dagger", "docker-isolated")
+ISOLATED = "docker-isolated"
 
 
 @functools.cache
@@ -61,8 +65,14 @@ def _quietly(*argv: str) -> int:
 
 
 @pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> str:
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The engine's name; for `docker-isolated`, "docker" with `DOCKER_HOST` at that daemon."""
     name: str = request.param
+    if name == ISOLATED:
+        daemon: IsolatedDockerd = request.getfixturevalue("isolated_docker")
+        monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+        monkeypatch.setenv("DOCKER_HOST", daemon.host)
+        return "docker"
     why = why_unreachable(name)
     if why is not None:
         pytest.skip(why)
