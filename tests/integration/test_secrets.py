@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.docker import BUSYBOX, remove_pipeline_images
+from tests.helpers.isolated_docker import IsolatedDockerd
 from tests.helpers.podman import why_podman_cannot_run
 from tests.helpers.project import Project
 
@@ -209,14 +210,26 @@ def _engine_ready(engine: str) -> None:
             pytest.skip(why)
 
 
-@pytest.mark.parametrize("engine", ["docker", "podman"])
+@pytest.mark.parametrize("engine", ["docker", "podman", "docker-isolated"])
 @pytest.mark.parametrize("mode", list(MODES))
 def test_no_value_is_in_ps_or_in_any_container_config_while_a_step_runs(
-    project: Project, tmp_path_factory: pytest.TempPathFactory, engine: str, mode: str
+    project: Project,
+    tmp_path_factory: pytest.TempPathFactory,
+    engine: str,
+    mode: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """While a step with secrets runs, no value shows in `ps`, in `docker inspect`/`podman
     inspect` of any container, or in the container configs the engine writes to disk: the
-    values reach the step on its stdin, whichever way its container started."""
+    values reach the step on its stdin, whichever way its container started. Also on a daemon
+    that shares no file with the host (`docker-isolated`, through `DOCKER_HOST`)."""
+    configs_glob = CONTAINER_CONFIGS.get(engine, "")
+    if engine == "docker-isolated":
+        daemon: IsolatedDockerd = request.getfixturevalue("isolated_docker")
+        monkeypatch.setenv("DOCKER_HOST", daemon.host)
+        monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+        engine, configs_glob = "docker", str(daemon.root / "data/containers/*/*.json")
     _engine_ready(engine)
     outside = tmp_path_factory.mktemp("outside")
     extra, flags = MODES[mode]
@@ -260,7 +273,7 @@ def test_no_value_is_in_ps_or_in_any_container_config_while_a_step_runs(
             [engine, "inspect", *containers], capture_output=True, text=True, check=True
         ).stdout
         assert_no_value(inspected, f"{engine} inspect")
-        configs = list(Path("/").glob(CONTAINER_CONFIGS[engine].lstrip("/")))
+        configs = list(Path("/").glob(configs_glob.lstrip("/")))
         assert configs, f"{engine} keeps its containers' configs elsewhere"
         for config in configs:
             with suppress(OSError):  # a container removed meanwhile

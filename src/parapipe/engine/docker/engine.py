@@ -174,14 +174,16 @@ class DockerEngine(Engine):
         return await process.query(self.program, argv, QUERY_TIMEOUT)
 
     async def _daemon_lost(self, run: StepRun, code: int) -> EngineError | None:
-        """A daemon that shuts down kills its containers (137) after it stopped answering:
-        that is the engine going away, not the step failing."""
+        """A daemon that shuts down kills its containers (137) after it stopped answering, and
+        one that is killed, or whose connection breaks, cuts the attached CLI off (125): that is
+        the engine going away, not the step failing."""
         try:
             await self.check()
         except EngineUnavailable:
+            how = f"its container ended with exit {code}" if code > 128 else "the CLI was cut off"
             return EngineError(
                 f"{self.name}: the daemon on {self.endpoint()} stopped answering while step"
-                f" {run.step!r} ran (its container ended with exit {code}); {self.start_hint}"
+                f" {run.step!r} ran ({how}); {self.start_hint}"
             )
         return None
 

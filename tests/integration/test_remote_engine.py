@@ -1,0 +1,90 @@
+"""Docker through `DOCKER_HOST` at a daemon that shares nothing with the host but its socket
+(tests/helpers/isolated_docker.py). The conformance suite runs on it as `docker-isolated`;
+here: that the daemon really sees none of the host's folders, that a run names it on its first
+line, and that killing it mid-run ends the run as an engine error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.docker import BUSYBOX
+from tests.helpers.isolated_docker import IsolatedDockerd, running_isolated_dockerd
+from tests.helpers.project import Project
+
+pytestmark = pytest.mark.docker
+
+
+def test_the_isolated_daemon_sees_no_host_folder(
+    isolated_docker: IsolatedDockerd, tmp_path: Path
+) -> None:
+    """Without this, a bind mount of a host path could pass the suite by accident."""
+    (tmp_path / "on-the-host.txt").write_text("here\n")
+    assert (tmp_path / "on-the-host.txt").exists()
+    for folder in (tmp_path, Path.cwd()):
+        listed = isolated_docker.docker(
+            "run", "--rm", "-v", f"{folder}:/mounted", BUSYBOX, "ls", "-A", "/mounted"
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout == "", f"{folder} is shared with the daemon: {listed.stdout}"
+    # Nor the host daemon's socket or data.
+    for path in ("/var/run/docker.sock", "/var/lib/docker/containers"):
+        probe = isolated_docker.docker("run", "--rm", "-v", f"{path}:/p", BUSYBOX, "ls", "-A", "/p")
+        assert probe.stdout.strip() == "", path
+
+
+def test_a_run_names_the_remote_daemon_on_its_first_line(
+    isolated_docker: IsolatedDockerd, project: Project
+) -> None:
+    project.write_spec(f"""
+        image: {{from: {BUSYBOX}}}
+        steps:
+          hello: {{run: echo hello}}
+    """)
+    completed = subprocess.run(
+        [sys.executable, "-m", "parapipe", "run", "-f", "ci.yaml", "--output", "plain"],
+        cwd=project.root, env=isolated_docker.env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    first = completed.stdout.splitlines()[0]
+    assert f"engine docker at {isolated_docker.host} (" in first, first
+
+
+def test_a_remote_daemon_killed_mid_run_ends_the_running_steps_as_engine_errors(
+    project: Project,
+) -> None:
+    """SIGKILL, not a shutdown: the attached CLIs are cut off (`unexpected EOF`) rather than
+    told their containers ended. `--keep-going`, so fail-fast cancels neither running step
+    before it saw the loss itself. Its own daemon, as this one is killed."""
+    project.write_spec(f"""
+        image: {{from: {BUSYBOX}}}
+        steps:
+          long: {{run: [echo long-started, sleep 300]}}
+          other: {{run: [echo other-started, sleep 300]}}
+          after: {{run: "true", needs: [long]}}
+    """)
+    with running_isolated_dockerd(images=(BUSYBOX,)) as daemon:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "parapipe", "run", "-f", "ci.yaml", "--output", "plain",
+             "--jobs", "2", "--keep-going"],
+            cwd=project.root, env=daemon.env(), text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stdout is not None
+        seen: list[str] = []
+        for line in process.stdout:
+            seen.append(line)
+            if sum("-started" in s and "$ echo" not in s for s in seen) == 2:
+                break
+        daemon.kill()
+        rest, errors = process.communicate(timeout=120)
+    shown = "".join(seen) + rest
+    assert process.returncode == 3, shown + errors
+    for step in ("long", "other"):
+        assert f"stopped answering while step '{step}' ran (the CLI was cut off)" in shown, shown
+    assert "skipped: needs 'long', which hit an engine error" in shown
+    assert "Traceback" not in shown + errors
+    assert len(errors.strip().splitlines()) == 1, errors  # the sweep could not reach it
