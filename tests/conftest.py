@@ -15,7 +15,7 @@ from tests.helpers.docker import BUSYBOX, docker_answers, image_present, remove_
 from tests.helpers.project import Project
 
 # Session fixtures that live with their helpers (pytest takes plugins from the root conftest only).
-pytest_plugins = ("tests.helpers.isolated_docker",)
+pytest_plugins = ("tests.helpers.isolated_engine",)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -178,6 +178,6 @@ def test_the_cli_names_the_engine_on_the_first_line(
     assert completed.returncode == 0, completed.stdout + completed.stderr
     first = completed.stdout.splitlines()[0]
     # An engine away from its client's default is named with where it is (`docker-isolated`).
-    host = os.environ.get("DOCKER_HOST") if engine == "docker" else None
+    host = os.environ.get({"docker": "DOCKER_HOST", "podman": "CONTAINER_HOST"}.get(engine, ""))
     where = f" at {host}" if host else ""
     assert f"engine {engine}{where} (--engine {engine})" in first, first

@@ -1,5 +1,5 @@
 """Docker through `DOCKER_HOST` at a daemon that shares nothing with the host but its socket
-(tests/helpers/isolated_docker.py). The conformance suite runs on it as `docker-isolated`;
+(tests/helpers/isolated_engine.py). The conformance suite runs on it as `docker-isolated`;
 here: that the daemon really sees none of the host's folders, that a run names it on its first
 line, and that killing it mid-run ends the run as an engine error."""
 
@@ -12,32 +12,32 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.docker import BUSYBOX
-from tests.helpers.isolated_docker import IsolatedDockerd, running_isolated_dockerd
+from tests.helpers.isolated_engine import IsolatedEngine, running_isolated
 from tests.helpers.project import Project
 
 pytestmark = pytest.mark.docker
 
 
 def test_the_isolated_daemon_sees_no_host_folder(
-    isolated_docker: IsolatedDockerd, tmp_path: Path
+    isolated_docker: IsolatedEngine, tmp_path: Path
 ) -> None:
     """Without this, a bind mount of a host path could pass the suite by accident."""
     (tmp_path / "on-the-host.txt").write_text("here\n")
     assert (tmp_path / "on-the-host.txt").exists()
     for folder in (tmp_path, Path.cwd()):
-        listed = isolated_docker.docker(
+        listed = isolated_docker.client(
             "run", "--rm", "-v", f"{folder}:/mounted", BUSYBOX, "ls", "-A", "/mounted"
         )
         assert listed.returncode == 0, listed.stderr
         assert listed.stdout == "", f"{folder} is shared with the daemon: {listed.stdout}"
     # Nor the host daemon's socket or data.
     for path in ("/var/run/docker.sock", "/var/lib/docker/containers"):
-        probe = isolated_docker.docker("run", "--rm", "-v", f"{path}:/p", BUSYBOX, "ls", "-A", "/p")
+        probe = isolated_docker.client("run", "--rm", "-v", f"{path}:/p", BUSYBOX, "ls", "-A", "/p")
         assert probe.stdout.strip() == "", path
 
 
 def test_a_run_names_the_remote_daemon_on_its_first_line(
-    isolated_docker: IsolatedDockerd, project: Project
+    isolated_docker: IsolatedEngine, project: Project
 ) -> None:
     project.write_spec(f"""
         image: {{from: {BUSYBOX}}}
@@ -66,7 +66,7 @@ def test_a_remote_daemon_killed_mid_run_ends_the_running_steps_as_engine_errors(
           other: {{run: [echo other-started, sleep 300]}}
           after: {{run: "true", needs: [long]}}
     """)
-    with running_isolated_dockerd(images=(BUSYBOX,)) as daemon:
+    with running_isolated("docker", images=(BUSYBOX,)) as daemon:
         process = subprocess.Popen(
             [sys.executable, "-m", "parapipe", "run", "-f", "ci.yaml", "--output", "plain",
              "--jobs", "2", "--keep-going"],

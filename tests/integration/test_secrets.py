@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.docker import BUSYBOX, remove_pipeline_images
-from tests.helpers.isolated_docker import IsolatedDockerd
+from tests.helpers.isolated_engine import IsolatedEngine
 from tests.helpers.podman import why_podman_cannot_run
 from tests.helpers.project import Project
 
@@ -210,7 +210,7 @@ def _engine_ready(engine: str) -> None:
             pytest.skip(why)
 
 
-@pytest.mark.parametrize("engine", ["docker", "podman", "docker-isolated"])
+@pytest.mark.parametrize("engine", ["docker", "podman", "docker-isolated", "podman-isolated"])
 @pytest.mark.parametrize("mode", list(MODES))
 def test_no_value_is_in_ps_or_in_any_container_config_while_a_step_runs(
     project: Project,
@@ -222,15 +222,16 @@ def test_no_value_is_in_ps_or_in_any_container_config_while_a_step_runs(
 ) -> None:
     """While a step with secrets runs, no value shows in `ps`, in `docker inspect`/`podman
     inspect` of any container, or in the container configs the engine writes to disk: the
-    values reach the step on its stdin, whichever way its container started. Also on a daemon
-    that shares no file with the host (`docker-isolated`, through `DOCKER_HOST`)."""
+    values reach the step on its stdin, whichever way its container started. Also on engines
+    that share no file with the host (`*-isolated`, through `DOCKER_HOST`/`CONTAINER_HOST`)."""
     configs_glob = CONTAINER_CONFIGS.get(engine, "")
-    if engine == "docker-isolated":
-        daemon: IsolatedDockerd = request.getfixturevalue("isolated_docker")
-        monkeypatch.setenv("DOCKER_HOST", daemon.host)
-        monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
-        engine, configs_glob = "docker", str(daemon.root / "data/containers/*/*.json")
-    _engine_ready(engine)
+    if engine.endswith("-isolated"):
+        isolated: IsolatedEngine = request.getfixturevalue(f"isolated_{engine.split('-')[0]}")
+        for variable, value in isolated.env().items():
+            monkeypatch.setenv(variable, value)
+        engine, configs_glob = isolated.engine, isolated.container_configs
+    else:
+        _engine_ready(engine)
     outside = tmp_path_factory.mktemp("outside")
     extra, flags = MODES[mode]
     project.write_spec(f"""
