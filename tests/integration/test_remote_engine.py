@@ -5,6 +5,7 @@ line, and that killing it mid-run ends the run as an engine error."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,11 @@ import pytest
 from tests.helpers.docker import BUSYBOX
 from tests.helpers.isolated_engine import IsolatedEngine, running_isolated
 from tests.helpers.project import Project
+from tests.helpers.tcp_bridge import tcp_bridge
 
 pytestmark = pytest.mark.docker
+
+TOKEN = "tok-remote-3f9a"  # a secret's value
 
 
 def test_the_isolated_daemon_sees_no_host_folder(
@@ -36,21 +40,41 @@ def test_the_isolated_daemon_sees_no_host_folder(
         assert probe.stdout.strip() == "", path
 
 
-def test_a_run_names_the_remote_daemon_on_its_first_line(
-    isolated_docker: IsolatedEngine, project: Project
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_a_run_names_the_remote_daemon_and_hands_data_through_it(
+    isolated_docker: IsolatedEngine, project: Project, transport: str
 ) -> None:
+    """Over the daemon's socket, and over TCP (`tcp://127.0.0.1:PORT`, a bridge to it): the
+    first line names it, and outputs, secrets (on stdin, through the pool) and a cache volume
+    cross as they do locally."""
     project.write_spec(f"""
         image: {{from: {BUSYBOX}}}
         steps:
-          hello: {{run: echo hello}}
+          make:
+            run: [mkdir -p out, echo made > out/a.txt, 'echo "token $TOKEN"']
+            outputs: [out/]
+            secrets: [TOKEN]
+            caches: {{c: /cache}}
+          use:
+            run: [cat out/a.txt, 'test "$TOKEN" = {TOKEN}']
+            secrets: [TOKEN]
+            needs: [make]
     """)
-    completed = subprocess.run(
-        [sys.executable, "-m", "parapipe", "run", "-f", "ci.yaml", "--output", "plain"],
-        cwd=project.root, env=isolated_docker.env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    unix_path = Path(isolated_docker.host.removeprefix("unix://"))
+    with contextlib.ExitStack() as stack:
+        host = stack.enter_context(tcp_bridge(unix_path)) if transport == "tcp" else None
+        env = isolated_docker.env(TOKEN=TOKEN, **({"DOCKER_HOST": host} if host else {}))
+        completed = subprocess.run(
+            [sys.executable, "-m", "parapipe", "run", "-f", "ci.yaml", "--output", "plain"],
+            cwd=project.root, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
     assert completed.returncode == 0, completed.stdout + completed.stderr
     first = completed.stdout.splitlines()[0]
-    assert f"engine docker at {isolated_docker.host} (" in first, first
+    assert f"engine docker at {host or isolated_docker.host} (" in first, first
+    assert "make    | token ***" in completed.stdout
+    assert TOKEN not in completed.stdout + completed.stderr
+    made = project.last_run() / "artifacts/make/out/a.txt"
+    assert made.read_text() == "made\n"
 
 
 def test_a_remote_daemon_killed_mid_run_ends_the_running_steps_as_engine_errors(
