@@ -77,8 +77,9 @@ def test_a_run_names_the_remote_daemon_and_hands_data_through_it(
     assert made.read_text() == "made\n"
 
 
+@pytest.mark.parametrize("engine", ["docker", "podman"])
 def test_a_remote_daemon_killed_mid_run_ends_the_running_steps_as_engine_errors(
-    project: Project,
+    project: Project, engine: str
 ) -> None:
     """SIGKILL, not a shutdown: the attached CLIs are cut off (`unexpected EOF`) rather than
     told their containers ended. `--keep-going`, so fail-fast cancels neither running step
@@ -90,10 +91,10 @@ def test_a_remote_daemon_killed_mid_run_ends_the_running_steps_as_engine_errors(
           other: {{run: [echo other-started, sleep 300]}}
           after: {{run: "true", needs: [long]}}
     """)
-    with running_isolated("docker", images=(BUSYBOX,)) as daemon:
+    with running_isolated(engine, images=(BUSYBOX,)) as daemon:
         process = subprocess.Popen(
             [sys.executable, "-m", "parapipe", "run", "-f", "ci.yaml", "--output", "plain",
-             "--jobs", "2", "--keep-going"],
+             "--jobs", "2", "--keep-going", "--engine", engine],
             cwd=project.root, env=daemon.env(), text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
