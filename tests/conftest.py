@@ -14,6 +14,9 @@ import pytest
 from tests.helpers.docker import BUSYBOX, docker_answers, image_present, remove_pipeline_images
 from tests.helpers.project import Project
 
+# Session fixtures that live with their helpers (pytest takes plugins from the root conftest only).
+pytest_plugins = ("tests.helpers.isolated_engine",)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not any(item.get_closest_marker("docker") for item in items):

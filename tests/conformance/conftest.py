@@ -3,7 +3,10 @@
 An engine that cannot be reached is skipped with the reason, never passed: Docker needs its
 daemon and the seeded busybox; Podman needs `podman`, busybox in its own storage and a runtime
 that can start a container here (all from scripts/setup; see tests/helpers/podman.py); Dagger needs an open session (`dagger run`) or a `dagger` CLI whose engine
-answers the same probe `--engine auto` uses.
+answers the same probe `--engine auto` uses. `docker-isolated` is Docker through `DOCKER_HOST`
+at a daemon that shares nothing with the host but its socket, `podman-isolated` Podman through
+`CONTAINER_HOST` at such a service (tests/helpers/isolated_engine.py): remote engines, as far
+as this machine can have them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
+from typing import Final
 
 import anyio
 import pytest
@@ -18,9 +22,11 @@ import pytest
 from parapipe.engine.dagger import probe as dagger_probe
 from parapipe.errors import EngineUnavailable
 from tests.helpers.docker import BUSYBOX
+from tests.helpers.isolated_engine import IsolatedEngine
 from tests.helpers.podman import why_podman_cannot_run
 
-ENGINES = ("docker", "podman", "dagger")
+ENGINES = ("docker", "podman", "dagger", "docker-isolated", "podman-isolated")
+ISOLATED: Final = {"docker-isolated": "isolated_docker", "podman-isolated": "isolated_podman"}
 
 
 @functools.cache
@@ -61,8 +67,17 @@ def _quietly(*argv: str) -> int:
 
 
 @pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> str:
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The engine's name; for `docker-isolated`, "docker" with `DOCKER_HOST` at that daemon
+    (and so for Podman)."""
     name: str = request.param
+    if name in ISOLATED:
+        isolated: IsolatedEngine = request.getfixturevalue(ISOLATED[name])
+        for variable, value in isolated.env().items():
+            monkeypatch.setenv(variable, value)
+        for variable in ("DOCKER_CONTEXT", "CONTAINER_CONNECTION"):
+            monkeypatch.delenv(variable, raising=False)
+        return isolated.engine
     why = why_unreachable(name)
     if why is not None:
         pytest.skip(why)

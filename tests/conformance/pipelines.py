@@ -29,6 +29,9 @@ class Conformance:
     order: tuple[tuple[str, str], ...] = ()
     # With the pool, some steps run in networks that holders lend (Docker, Podman).
     lends_networks: bool = False
+    secrets: dict[str, str] = field(default_factory=dict)  # as `--secret NAME=VALUE`
+    # Files the run's outputs leave on the host, relative to its artifacts folder.
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 PASS = Conformance(
@@ -218,4 +221,40 @@ steps:
     order=(("t[A=1,B=x]", "join"), ("t[A=2,B=x]", "join"), ("t[A=3,B=y]", "join")),
 )
 
-ALL = (PASS, FAIL, DIAMOND, KEEP_GOING, SETUP_FAILS, PREPARE, PORTS, MATRIX)
+# What crosses between the host and a step's container, none of it through a host path: outputs
+# copied out and into the steps that need them, secrets on stdin, a cache volume two steps share.
+_SECRET = "s3cret-value"
+DATA = Conformance(
+    name="data",
+    spec=f"""
+image:
+  from: {BUSYBOX}
+steps:
+  make:
+    run: ['mkdir -p out && echo made > out/a.txt', 'echo "token is $TOKEN"']
+    outputs: [out/]
+    secrets: [TOKEN]
+  use:
+    run: [cat out/a.txt, 'test "$TOKEN" = {_SECRET} && echo has-token']
+    secrets: [TOKEN]
+    needs: [make]
+  fill: {{run: 'echo kept > /cache/f', caches: {{c: /cache}}}}
+  read: {{run: cat /cache/f, caches: {{c: /cache}}, needs: [fill]}}
+""",
+    secrets={"TOKEN": _SECRET},
+    exit_code=0,
+    statuses=dict.fromkeys(("make", "use", "fill", "read"), Status.PASSED),
+    logs={
+        "make": [
+            "$ mkdir -p out && echo made > out/a.txt",
+            '$ echo "token is $TOKEN"',
+            "token is ***",
+        ],
+        "use": ["$ cat out/a.txt", "made", '$ test "$TOKEN" = *** && echo has-token', "has-token"],
+        "read": ["$ cat /cache/f", "kept"],
+    },
+    order=(("make", "use"), ("fill", "read")),
+    artifacts={"make/out/a.txt": "made\n"},
+)
+
+ALL = (PASS, FAIL, DIAMOND, KEEP_GOING, SETUP_FAILS, PREPARE, PORTS, MATRIX, DATA)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from parapipe.engine.registry import choose_engine
-from parapipe.model import LABEL_RUN, RunResult, StepResult
+from parapipe.model import LABEL_PIPELINE, LABEL_RUN, RunResult, StepResult
 from parapipe.reporters.base import Reporter
 from parapipe.run.pipeline_run import RunOptions, run_pipeline
 from parapipe.spec.load import load_pipeline
@@ -56,6 +56,12 @@ def pipeline_name(engine: str) -> Iterator[str]:
     ours |= set(_images(engine, "--filter", "dangling=true")) - dangling_before
     if ours:
         subprocess.run([engine, "image", "rm", "-f", *sorted(ours)], capture_output=True)
+    volumes = subprocess.run(
+        [engine, "volume", "ls", "-q", "--filter", f"label={LABEL_PIPELINE}={name}"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    if volumes:
+        subprocess.run([engine, "volume", "rm", "-f", *volumes], capture_output=True)
     remove_buildah_cache_mounts(name)
     if engine == "docker":
         prune_cache_mounts("/prepared-saw")  # the PREPARE case's first command
@@ -105,7 +111,7 @@ async def test_every_engine_gives_the_same_result(
         pytest.skip(f"{engine} starts no containers ahead of its steps: no pool to compare")
     spec = write_project(tmp_path, pipeline_name, case)
     recorder = Recorder()
-    options = RunOptions(jobs=4, keep_going=case.keep_going, prewarm=prewarm)
+    options = RunOptions(jobs=4, keep_going=case.keep_going, prewarm=prewarm, secrets=case.secrets)
     chosen, reason = await choose_engine(engine)
     result: RunResult = await run_pipeline(
         load_pipeline(spec), options, [recorder], engine=chosen, engine_reason=reason
@@ -123,6 +129,8 @@ async def test_every_engine_gives_the_same_result(
     assert result.image.reason == (case.image_failure or "")
     for before, after in case.order:
         assert recorder.events.index(("end", before)) < recorder.events.index(("start", after))
+    for path, text in case.artifacts.items():
+        assert (result.run_dir / "artifacts" / path).read_text() == text, path
     assert_no_container_left(engine, result.run_id)
     if engine in POOLING_ENGINES:
         # A step that waited for its needs finds a container the pool started meanwhile.
@@ -169,4 +177,7 @@ def test_the_cli_names_the_engine_on_the_first_line(
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     first = completed.stdout.splitlines()[0]
-    assert f"engine {engine} (--engine {engine})" in first, first
+    # An engine away from its client's default is named with where it is (`docker-isolated`).
+    host = os.environ.get({"docker": "DOCKER_HOST", "podman": "CONTAINER_HOST"}.get(engine, ""))
+    where = f" at {host}" if host else ""
+    assert f"engine {engine}{where} (--engine {engine})" in first, first

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pexpect
 import pytest
 
+from tests.helpers.isolated_engine import IsolatedEngine
 from tests.helpers.podman import why_podman_cannot_run
 from tests.helpers.project import Project
 
@@ -46,13 +47,23 @@ steps:
 """
 
 
-@pytest.fixture(params=["docker", "podman"])
-def engine(request: pytest.FixtureRequest, project: Project) -> Iterator[str]:
-    if request.param == "podman" and (why := why_podman_cannot_run()) is not None:
+@pytest.fixture(params=["docker", "podman", "docker-isolated"])
+def engine(
+    request: pytest.FixtureRequest, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The engine; `docker-isolated` is Docker through `DOCKER_HOST` at a daemon that shares no
+    file with the host (tests/helpers/isolated_engine.py)."""
+    name = request.param
+    if name == "docker-isolated":
+        isolated: IsolatedEngine = request.getfixturevalue("isolated_docker")
+        for variable, value in isolated.env().items():
+            monkeypatch.setenv(variable, value)
+        name = "docker"
+    if name == "podman" and (why := why_podman_cannot_run()) is not None:
         pytest.skip(why)
-    yield request.param
-    engine_cli(request.param, "volume", "rm", "-f", f"parapipe-cache-{project.name}-tool")
-    if request.param == "podman":
+    yield name
+    engine_cli(name, "volume", "rm", "-f", f"parapipe-cache-{project.name}-tool")
+    if name == "podman":
         built = engine_cli("podman", "image", "ls", "-q", f"parapipe/{project.name}").split()
         if built:
             engine_cli("podman", "image", "rm", "-f", *built)
@@ -227,6 +238,15 @@ def test_parapipe_shell_has_the_steps_env_and_its_needs_outputs(
     in_shell(
         child, 'echo "E=${GREETING} S=${API_TOKEN} W=$(pwd)"', f"E=hello-from-env S={TOKEN} W=/src"
     )
+    # The value reached the shell without its container's config: not `-e`, but a tmpfs file
+    # the shell read and removed.
+    shells = engine_cli(
+        engine, "ps", "-q", "--filter", f"label=io.parapipe.pipeline={project.name}"
+    )
+    inspected = engine_cli(engine, "inspect", *shells.split())
+    assert "hello-from-env" in inspected
+    assert TOKEN not in inspected
+    in_shell(child, 'echo "F=$(ls -A /run/parapipe-secrets | wc -l)"', "F=0")
     in_shell(child, 'echo "C=$(grep -c " /cache " /proc/mounts)"', "C=1")
     child.sendline("exit 7")
     assert finished(child) == 7  # the shell's own exit code

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.docker import BUSYBOX, remove_pipeline_images
+from tests.helpers.isolated_engine import IsolatedEngine
 from tests.helpers.podman import why_podman_cannot_run
 from tests.helpers.project import Project
 
@@ -209,15 +210,28 @@ def _engine_ready(engine: str) -> None:
             pytest.skip(why)
 
 
-@pytest.mark.parametrize("engine", ["docker", "podman"])
+@pytest.mark.parametrize("engine", ["docker", "podman", "docker-isolated", "podman-isolated"])
 @pytest.mark.parametrize("mode", list(MODES))
 def test_no_value_is_in_ps_or_in_any_container_config_while_a_step_runs(
-    project: Project, tmp_path_factory: pytest.TempPathFactory, engine: str, mode: str
+    project: Project,
+    tmp_path_factory: pytest.TempPathFactory,
+    engine: str,
+    mode: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """While a step with secrets runs, no value shows in `ps`, in `docker inspect`/`podman
     inspect` of any container, or in the container configs the engine writes to disk: the
-    values reach the step on its stdin, whichever way its container started."""
-    _engine_ready(engine)
+    values reach the step on its stdin, whichever way its container started. Also on engines
+    that share no file with the host (`*-isolated`, through `DOCKER_HOST`/`CONTAINER_HOST`)."""
+    configs_glob = CONTAINER_CONFIGS.get(engine, "")
+    if engine.endswith("-isolated"):
+        isolated: IsolatedEngine = request.getfixturevalue(f"isolated_{engine.split('-')[0]}")
+        for variable, value in isolated.env().items():
+            monkeypatch.setenv(variable, value)
+        engine, configs_glob = isolated.engine, isolated.container_configs
+    else:
+        _engine_ready(engine)
     outside = tmp_path_factory.mktemp("outside")
     extra, flags = MODES[mode]
     project.write_spec(f"""
@@ -260,7 +274,7 @@ def test_no_value_is_in_ps_or_in_any_container_config_while_a_step_runs(
             [engine, "inspect", *containers], capture_output=True, text=True, check=True
         ).stdout
         assert_no_value(inspected, f"{engine} inspect")
-        configs = list(Path("/").glob(CONTAINER_CONFIGS[engine].lstrip("/")))
+        configs = list(Path("/").glob(configs_glob.lstrip("/")))
         assert configs, f"{engine} keeps its containers' configs elsewhere"
         for config in configs:
             with suppress(OSError):  # a container removed meanwhile

@@ -349,3 +349,35 @@ def test_the_engine_holds_one_connection_for_the_run(
     assert (tmp_path / DAGGER_LOG).exists()
     with pytest.raises(RuntimeError, match="outside its session"):
         engine._opened()
+
+
+def test_the_runner_host_reaches_the_cli_the_sdk_starts(project: Path) -> None:
+    """`_EXPERIMENTAL_DAGGER_RUNNER_HOST` is the Dagger CLI's own setting: parapipe passes it on
+    untouched (no Dagger engine can run here, so the CLI says what it was given and fails)."""
+    seen = project / "runner-host.txt"
+    body = (
+        f'printf %s "$_EXPERIMENTAL_DAGGER_RUNNER_HOST" > {seen}\necho "Error: down" >&2\nexit 1\n'
+    )
+    cli = fake_cli(project, "dagger", body)
+    runner = "tcp://10.9.9.9:1234"
+    line = one_line_exit_3(
+        parapipe(
+            project,
+            "--engine",
+            "dagger",
+            _EXPERIMENTAL_DAGGER_CLI_BIN=str(cli),
+            _EXPERIMENTAL_DAGGER_RUNNER_HOST=runner,
+        )
+    )
+    assert "Error: down" in line
+    assert seen.read_text() == runner
+
+
+def test_the_dagger_engine_names_its_runner_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    from parapipe.engine.dagger.engine import DaggerEngine
+
+    target = DaggerTarget(session=False, cli="/usr/bin/true", why="a test")
+    monkeypatch.delenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", raising=False)
+    assert DaggerEngine(target, checked=True).address() is None
+    monkeypatch.setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "kube-pod://dagger-engine-0")
+    assert DaggerEngine(target, checked=True).address() == "kube-pod://dagger-engine-0"

@@ -159,12 +159,14 @@ def test_the_shell_argv_keeps_secret_values_off_the_command_line() -> None:
     )
     argv = argvs.shell_create_argv("docker", run, "parapipe-r1-a.shell")
     assert "t0k" not in " ".join(argv)
-    assert [word for word in argv if "TOKEN" in word] == ["-eTOKEN"]
+    # Not even `-e TOKEN`: that would put the value in the container's config.
+    assert [word for word in argv if "TOKEN" in word] == []
+    assert argv[argv.index("--tmpfs") + 1] == "/run/parapipe-secrets:mode=0700"
     assert argv[:4] == ["docker", "create", "-i", "--pull=never"]
     assert "--tty" in argv
     assert "PATH=/bin" in argv
     assert "X" in argv
-    assert argvs.shell_cli_env(run) == {"X": "1", "TOKEN": "t0k"}
+    assert argvs.shell_cli_env(run) == {"X": "1"}
     with_shell = argvs.shell_create_argv(
         "docker", ShellRun(**{**run.__dict__, "shell": ("zsh", "-l")}), "n"
     )

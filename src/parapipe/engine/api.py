@@ -133,6 +133,12 @@ class Engine(ABC):
     async def check(self) -> None:
         """Raise `EngineUnavailable` (one line, saying how to fix it) unless the engine answers."""
 
+    def address(self) -> str | None:
+        """Where the engine is when its client does not use its built-in default (a remote
+        daemon, a docker context, a podman connection, a Dagger runner host), for the run's
+        first line; None for the default (`engine.endpoints`)."""
+        return None
+
     def session(self, run_dir: Path) -> AbstractAsyncContextManager[None]:
         """Hold what the engine needs for one run (Dagger: its connection), open from before
         `resolve_base` until every step has finished; `remove_containers` runs after it closes.

@@ -14,10 +14,17 @@ class RunInfo:
     spec_path: Path
     engine: str
     engine_reason: str  # why this engine was chosen, e.g. "docker answered first"
+    engine_address: str | None = None  # where it is, unless at its client's default
     steps: Sequence[str]  # the steps this run will run, in a topological order
     needs: dict[str, tuple[str, ...]]  # of those steps
     jobs: int
     run_dir: Path
+
+    @property
+    def engine_at(self) -> str:
+        """The engine, and where it is when that is not its client's default:
+        `docker at tcp://10.0.0.5:2376`."""
+        return f"{self.engine} at {self.engine_address}" if self.engine_address else self.engine
 
 
 @dataclass(frozen=True, kw_only=True)

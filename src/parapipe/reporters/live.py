@@ -152,7 +152,7 @@ class LiveReporter(Reporter):
         header = Text.assemble(
             ("parapipe", "bold"),
             f" · pipeline {info.pipeline} · {len(info.steps)} steps, up to {info.jobs} at once"
-            f" · {info.engine} ({info.engine_reason}) · run {info.run_id}",
+            f" · {info.engine_at} ({info.engine_reason}) · run {info.run_id}",
         )
         self.console.print(header, highlight=False)
         self.console.print(Text(f"logs: {info.run_dir}", style="dim"), highlight=False)

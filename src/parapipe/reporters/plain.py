@@ -92,7 +92,7 @@ class PlainReporter(_LineReporter):
         super().run_started(info)
         self._write(
             f"pipeline {info.pipeline} ({info.spec_path}): {len(info.steps)} steps, "
-            f"up to {info.jobs} at once, engine {info.engine} ({info.engine_reason}), "
+            f"up to {info.jobs} at once, engine {info.engine_at} ({info.engine_reason}), "
             f"run {info.run_id}, logs in {info.run_dir}"
         )
 

@@ -207,6 +207,7 @@ class PipelineRun:
                     spec_path=self.pipeline.spec_path,
                     engine=self.engine.name,
                     engine_reason=self.engine_reason,
+                    engine_address=self.engine.address(),
                     steps=self.names,
                     needs=needs_within(self.pipeline, self.names),
                     jobs=self.options.jobs,

@@ -28,6 +28,7 @@ import anyio.to_thread
 import dagger
 from dagger import dag
 
+from parapipe.engine import endpoints
 from parapipe.engine.api import Engine, LineSink, StepRun, cache_volume_name, step_command
 from parapipe.engine.build_context import (
     CONTEXT_CA_BUNDLE,
@@ -209,6 +210,10 @@ class DaggerEngine(Engine):
         if not self._checked:
             await dagger_probe.probe(self.target)
             self._checked = True
+
+    def address(self) -> str | None:
+        # The CLI the SDK starts reads the runner host itself: nothing to pass on.
+        return endpoints.current(self.name).label()
 
     @asynccontextmanager
     async def session(self, run_dir: Path) -> AsyncIterator[None]:

@@ -303,25 +303,27 @@ exec /bin/sh
 
 def shell_create_argv(binary: str, run: ShellRun, name: str) -> list[str]:
     """`docker create -i -t` for an interactive shell: the step's env (as `run_argv` passes it),
-    its secrets as `-e NAME` only (their values come from the CLI's environment,
-    `shell_cli_env`), its caches and workdir. `sh` is the entrypoint, so the kept image's
-    command and any ENTRYPOINT are not run."""
+    its caches and workdir. `sh` is the entrypoint, so the kept image's command and any
+    ENTRYPOINT are not run. Its secrets are handed over once it runs (`loader.SHELL_SECRETS`,
+    on a tmpfs), so they are in neither its config nor a command line."""
     labels = {**run.labels, LABEL_RUN: run.run_id, LABEL_STEP: run.step}
     argv = container_argv(binary, "create", name, labels, interactive=True)
     argv.append("--tty")
     for variable, value in run.env.items():
         if variable not in run.secrets:
             argv += ["-e", variable if passed_through_cli_env(variable) else f"{variable}={value}"]
-    argv += [f"-e{secret}" for secret in run.secrets if passed_through_cli_env(secret)]
+    if run.secrets:
+        argv += ["--tmpfs", f"{loader.SHELL_SECRETS_DIR}:mode=0700"]
     for cache in run.caches:
         argv += ["-v", f"{cache.name}:{cache.path}"]
     argv += ["-w", run.workdir, "--entrypoint", "/bin/sh", run.image_id]
-    return [*argv, "-c", _SHELL_SCRIPT, "parapipe", *run.shell]
+    script = loader.SHELL_SECRETS_WAIT + _SHELL_SCRIPT if run.secrets else _SHELL_SCRIPT
+    return [*argv, "-c", script, "parapipe", *run.shell]
 
 
 def shell_cli_env(run: ShellRun) -> dict[str, str]:
     """The CLI's environment for `shell_create_argv`: the values of its `-e NAME` flags."""
-    return {**step_cli_env(run.env), **step_cli_env(run.secrets)}
+    return step_cli_env({k: v for k, v in run.env.items() if k not in run.secrets})
 
 
 def start_terminal_argv(binary: str, name: str) -> list[str]:

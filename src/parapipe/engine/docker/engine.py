@@ -9,8 +9,6 @@ them and says what a failing daemon means.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import IO, ClassVar, Final
 
 import anyio
 
-from parapipe.engine import process
+from parapipe.engine import endpoints, process
 from parapipe.engine.api import Engine, LineSink, RemovedImages, ShellRun, StepRun
 from parapipe.engine.docker import archive, errors, images, old_images, podman_setup, shell
 from parapipe.engine.docker import argv as argvs
@@ -29,6 +27,8 @@ from parapipe.errors import EngineError, EngineUnavailable
 from parapipe.model import ImagePlan, ImageSpec, Prewarm
 
 CHECK_TIMEOUT: Final = 5.0  # seconds for the engine to answer at all
+# A remote engine's first answer may wait for an ssh handshake or a TLS one across a network.
+REMOTE_CHECK_TIMEOUT: Final = 20.0
 QUERY_TIMEOUT: Final = 60.0  # inspect / ps / rm on a busy daemon
 
 
@@ -52,13 +52,14 @@ class DockerEngine(Engine):
     # -- the Engine interface ---------------------------------------------------------------
 
     async def check(self) -> None:
+        timeout = CHECK_TIMEOUT if endpoints.current(self.name).local else REMOTE_CHECK_TIMEOUT
         try:
-            with anyio.fail_after(CHECK_TIMEOUT):
+            with anyio.fail_after(timeout):
                 answer = await process.capture(self.program, self.check_argv())
         except TimeoutError:
             raise EngineUnavailable(
                 f"{self.name}: no daemon answered on {self.endpoint()} within"
-                f" {CHECK_TIMEOUT:g} s; {self.start_hint}"
+                f" {timeout:g} s; {self.start_hint}"
             ) from None
         if answer.code != 0:
             raise EngineUnavailable(
@@ -155,14 +156,12 @@ class DockerEngine(Engine):
     def check_argv(self) -> list[str]:
         return argvs.check_argv(self.binary)
 
+    def address(self) -> str | None:
+        return endpoints.current(self.name).label()
+
     def endpoint(self) -> str:
         """Where the client looks for the daemon, for error messages."""
-        if host := os.environ.get("DOCKER_HOST"):
-            return host
-        context = os.environ.get("DOCKER_CONTEXT") or _current_docker_context()
-        if context and context != "default":
-            return f"docker context '{context}'"
-        return "unix:///var/run/docker.sock"
+        return endpoints.current(self.name).address
 
     def unavailable_message(self, stderr: Sequence[str]) -> str:
         """One line for a probe that failed: what went wrong and how to fix it."""
@@ -194,14 +193,16 @@ class DockerEngine(Engine):
         return await process.query(self.program, argv, QUERY_TIMEOUT)
 
     async def _daemon_lost(self, run: StepRun, code: int) -> EngineError | None:
-        """A daemon that shuts down kills its containers (137) after it stopped answering:
-        that is the engine going away, not the step failing."""
+        """A daemon that shuts down kills its containers (137) after it stopped answering, and
+        one that is killed, or whose connection breaks, cuts the attached CLI off (125): that is
+        the engine going away, not the step failing."""
         try:
             await self.check()
         except EngineUnavailable:
+            how = f"its container ended with exit {code}" if code > 128 else "the CLI was cut off"
             return EngineError(
                 f"{self.name}: the daemon on {self.endpoint()} stopped answering while step"
-                f" {run.step!r} ran (its container ended with exit {code}); {self.start_hint}"
+                f" {run.step!r} ran ({how}); {self.start_hint}"
             )
         return None
 
@@ -226,9 +227,6 @@ class PodmanEngine(DockerEngine):
     def check_argv(self) -> list[str]:
         return argvs.podman_check_argv(self.binary)
 
-    def endpoint(self) -> str:
-        return os.environ.get("CONTAINER_HOST") or "the local podman"
-
     def unavailable_message(self, stderr: Sequence[str]) -> str:
         return f"{self.name}: {process.error_line(stderr)}; {self.start_hint}"
 
@@ -243,14 +241,3 @@ class PodmanEngine(DockerEngine):
     async def _pipeline_flavour(self, plan: ImagePlan, log: LineSink) -> BuildFlavour:
         # Buildah has had `RUN --mount=type=cache` since 1.24 (Podman 4.0).
         return BuildFlavour(cache_mounts=bool(plan.caches))
-
-
-def _current_docker_context() -> str | None:
-    """The context `docker context use` selected, from the client's config file."""
-    config_dir = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker")
-    try:
-        config = json.loads(Path(config_dir, "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    context = config.get("currentContext") if isinstance(config, dict) else None
-    return context if isinstance(context, str) else None

@@ -51,6 +51,28 @@ echo "parapipe: error: the step's secrets did not reach its container" >&2
 exit 125
 """
 
+# An interactive shell's stdin is the user's terminal, so its secrets come another way: the
+# container waits for `SHELL_SECRETS`, on a tmpfs of its own (memory: never in a layer, a commit
+# or the daemon's files), which `docker exec -i` writes from its stdin once it runs; it sources
+# and removes the file, then becomes the shell. Through the engine's API only, so it works on a
+# remote engine too.
+SHELL_SECRETS_DIR: Final = "/run/parapipe-secrets"
+SHELL_SECRETS: Final = f"{SHELL_SECRETS_DIR}/env"
+SHELL_SECRETS_WAIT: Final = f"""waited=0
+while [ ! -e {SHELL_SECRETS} ]; do
+  waited=$((waited + 1))
+  if [ "$waited" -gt 600 ]; then
+    echo "parapipe: error: the shell's secrets did not reach its container" >&2; exit 125
+  fi
+  sleep 0.05
+done
+. {SHELL_SECRETS}; rm -f {SHELL_SECRETS} 2>/dev/null || : > {SHELL_SECRETS}
+"""
+# Run by `docker exec -i`: the file appears whole, or not at all.
+SHELL_SECRETS_WRITE: Final = (
+    f"umask 077; cat > {SHELL_SECRETS}.part && mv {SHELL_SECRETS}.part {SHELL_SECRETS}"
+)
+
 _SHELL_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Read-only in bash, which is `sh` in some images: `export UID=...` would stop the loader.
 _UNEXPORTABLE: Final = frozenset({"BASHOPTS", "BASH_VERSINFO", "EUID", "PPID", "SHELLOPTS", "UID"})
@@ -85,6 +107,11 @@ def secrets_script(run: StepRun, nonce: str) -> bytes:
                 " is read-only in some shells; give the secret another name"
             )
     return _script(run.secrets, nonce)
+
+
+def shell_secrets_script(secrets: Mapping[str, str]) -> bytes:
+    """What `SHELL_SECRETS_WAIT` sources: the secrets, exported."""
+    return _script(secrets, "true")
 
 
 def _script(variables: Mapping[str, str], nonce: str, *more: str) -> bytes:

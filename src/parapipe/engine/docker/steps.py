@@ -32,8 +32,9 @@ from parapipe.errors import EngineError, OutputError, ParapipeError
 QUERY_TIMEOUT: Final = 60.0  # inspect / cp / rm on a busy daemon
 CLEANUP_TIMEOUT: Final = 30.0  # removing a container after a cancelled or failed step
 
-# Called when an attached CLI ended with a signal's code: the engine's error when its daemon
-# stopped answering meanwhile (a daemon that shuts down kills its containers), else None.
+# Called when an attached CLI ended with a signal's code or failed itself: the engine's error
+# when its daemon stopped answering meanwhile (a daemon that shuts down kills its containers,
+# one killed cuts the CLI off), else None.
 DaemonCheck = Callable[[StepRun, int], Awaitable[EngineError | None]]
 
 
@@ -149,6 +150,10 @@ class StepContainers:
         if code < 0:
             raise EngineError(f"{name}: `{self.program.binary} run` was killed by signal {-code}")
         if errors.is_run_failure(code, cli_errors):
+            # A daemon killed at once, or a remote one whose connection broke, cuts the
+            # attached CLI off ("error waiting for container: unexpected EOF"): say that.
+            if (lost := await self._daemon_lost(run, code)) is not None:
+                raise lost
             problem = process.error_line(cli_errors)
             hint = self._fix_hint(problem)
             raise EngineError(
