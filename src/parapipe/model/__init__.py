@@ -7,7 +7,13 @@ nothing of parapipe but `parapipe.errors` (where `Location` lives, so errors sta
 from parapipe.errors import Location
 from parapipe.model.choices import ENGINE_CHOICES, ENGINE_NAMES, OUTPUT_MODES
 from parapipe.model.image import CA_BUNDLE_PATH, CA_ENV_VARS, ImagePlan
-from parapipe.model.labels import LABEL_CACHE, LABEL_PIPELINE, LABEL_RUN, LABEL_STEP
+from parapipe.model.labels import (
+    LABEL_CACHE,
+    LABEL_PIPELINE,
+    LABEL_RUN,
+    LABEL_SERVICE,
+    LABEL_STEP,
+)
 from parapipe.model.pipeline import (
     DEFAULT_WORKDIR,
     DockerfileBuild,
@@ -18,6 +24,7 @@ from parapipe.model.pipeline import (
 )
 from parapipe.model.results import AttemptResult, ImageResult, RunResult, Status, StepResult
 from parapipe.model.run import Prewarm, RunInfo
+from parapipe.model.service import Readiness, Service
 
 __all__ = [
     "CA_BUNDLE_PATH",
@@ -28,6 +35,7 @@ __all__ = [
     "LABEL_CACHE",
     "LABEL_PIPELINE",
     "LABEL_RUN",
+    "LABEL_SERVICE",
     "LABEL_STEP",
     "OUTPUT_MODES",
     "AttemptResult",
@@ -39,8 +47,10 @@ __all__ = [
     "Pipeline",
     "PrepareSpec",
     "Prewarm",
+    "Readiness",
     "RunInfo",
     "RunResult",
+    "Service",
     "Status",
     "Step",
     "StepResult",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from parapipe.errors import Location
+from parapipe.model.service import Service
 
 DEFAULT_WORKDIR = "/src"
 
@@ -69,6 +70,7 @@ class Step:
     cache: bool = True  # may be skipped when an identical run of it passed before
     caches: Mapping[str, str] = field(default_factory=dict)  # volume name -> container path
     secrets: tuple[str, ...] = ()  # names of host secrets put in its environment
+    services: tuple[str, ...] = ()  # names of `Pipeline.services` started beside it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +80,7 @@ class Pipeline:
     project_root: Path  # git root holding the spec, else its folder; `.parapipe/` lives here
     image: ImageSpec
     steps: Mapping[str, Step]  # in file order
+    services: Mapping[str, Service] = field(default_factory=dict)  # in file order
 
     @property
     def state_dir(self) -> Path:
