@@ -255,8 +255,15 @@ async def _wait_ready(program: process.Program, container: ServiceContainer, log
     raise ServiceFailed(f"service '{service.name}' {problem}")
 
 
+def kill_argv(binary: str, containers: Sequence[str]) -> list[str]:
+    return [binary, "kill", *containers]
+
+
 async def _remove(program: process.Program, containers: list[str], network: str) -> None:
     with suppress(ParapipeError):
+        # Killed first: Podman's `rm -f` stops a container with SIGTERM and waits 10 s for it,
+        # and a service's first process (a shell, a server) may ignore SIGTERM as PID 1.
+        await process.capture(program, kill_argv(program.binary, containers))
         await process.capture(program, remove_argv(program.binary, containers))
     with suppress(ParapipeError):
         await process.capture(program, network_remove_argv(program.binary, [network]))
