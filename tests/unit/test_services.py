@@ -302,3 +302,44 @@ def test_a_missing_service_secret_stops_the_run_at_the_service(
     assert "service 'db' needs secret 'PP_DB_TOKEN', which is not set" in str(info.value)
     assert info.value.location is not None
     assert info.value.location.line == 4
+
+
+# -- Dagger: the chains, without an engine (none can run here) -------------------------------
+
+
+def test_on_dagger_a_service_is_bound_to_the_step_by_its_name() -> None:
+    import dagger
+
+    from parapipe.engine.dagger.engine import step_container
+    from parapipe.engine.dagger.services import service_container
+
+    client = dagger.Client()
+    run = make_step_run(run_id="r1", step="test", image_id="pipeline-id", commands=("psql",))
+    db = service(image_id="pg-id", commands=("postgres -D /data",), secrets={"TOKEN": "t0k-en"})
+    bound = service_container(client, run, db)
+    chain = [(f.name, dict(f.args)) for f in bound._ctx.selections]
+    assert chain[0] == ("loadContainerFromID", {"id": "pg-id"})
+    assert chain[-1] == ("asService", {"args": ["sh", "-ec", "postgres -D /data"]})
+    env = {a["name"]: a["value"] for n, a in chain if n == "withEnvVariable"}
+    assert env["POSTGRES_PASSWORD"] == "test"
+    assert env["PARAPIPE_STEP"] == "test"  # never shared with another step's service
+    assert "t0k-en" not in str(chain)  # a Dagger secret, by reference
+    assert ("withSecretVariable", "TOKEN") in [(n, a.get("name")) for n, a in chain]
+    step = step_container(client, run, [("db", bound)])
+    step_chain = [(f.name, dict(f.args)) for f in step._ctx.selections]
+    bindings = [a for n, a in step_chain if n == "withServiceBinding"]
+    assert [b["alias"] for b in bindings] == ["db"]
+    assert step_chain[-1][0] == "withExec"
+
+
+def test_on_dagger_a_service_without_run_uses_the_images_own_command() -> None:
+    import dagger
+
+    from parapipe.engine.dagger.services import service_container
+
+    run = make_step_run(run_id="r1", step="test")
+    bound = service_container(dagger.Client(), run, service(image_id="pg-id"))
+    assert (bound._ctx.selections[-1].name, dict(bound._ctx.selections[-1].args)) == (
+        "asService",
+        {"useEntrypoint": True},
+    )
