@@ -206,7 +206,8 @@ services:
   kv:
     run: ["mkdir -p /www && touch /www/data", "httpd -p 8080 -h /www",
           "while true; do nc -l -p 7000 >> /www/data; done"]
-    ready: {{run: "wget -q -O /dev/null http://127.0.0.1:8080/data", interval: 100ms}}
+    # By its own name, which works inside it (Docker, Podman) and beside it (Dagger).
+    ready: {{run: "wget -q -O /dev/null http://kv:8080/data", interval: 100ms}}
   slow: {{run: sleep 600, ready: {{run: "false", timeout: 1s, interval: 100ms}}}}
 steps:
   left:
