@@ -343,3 +343,43 @@ def test_on_dagger_a_service_without_run_uses_the_images_own_command() -> None:
         "asService",
         {"useEntrypoint": True},
     )
+
+
+# -- export github -----------------------------------------------------------------------------
+
+EXPORT_SPEC = """\
+name: svc
+image: {from: busybox:latest}
+services:
+  db: {image: "postgres:16", secrets: [DB_PASSWORD]}
+  helper: {run: sleep 100}
+steps:
+  test: {run: echo test, services: [db, helper]}
+  lint: {run: echo lint}
+"""
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-job", "split"])
+def test_export_runs_services_inside_parapipe_with_their_images_pulled(
+    tmp_path: Path, split: bool
+) -> None:
+    import yaml
+
+    from parapipe.git.github_export import github_workflow
+    from tests.unit.test_export_github import check_with_actionlint
+
+    (tmp_path / "ci.yaml").write_text(EXPORT_SPEC)
+    text = github_workflow(load_pipeline(tmp_path / "ci.yaml"), split=split)
+    check_with_actionlint(tmp_path, text)
+    jobs = yaml.safe_load(text)["jobs"]
+    job = jobs["test"] if split else jobs["pipeline"]
+    assert "services" not in job  # GitHub's: on the job's network, not the step's
+    names = [s.get("name") for s in job["steps"]]
+    pull = job["steps"][names.index("Pull the services' images")]
+    assert pull["run"] == (
+        "docker image inspect postgres:16 >/dev/null 2>&1 || docker pull postgres:16\n"
+    )
+    run = job["steps"][-2]
+    assert run["env"] == {"DB_PASSWORD": "${{ secrets.DB_PASSWORD }}"}
+    if split:  # a step without services pulls nothing
+        assert "Pull the services' images" not in [s.get("name") for s in jobs["lint"]["steps"]]

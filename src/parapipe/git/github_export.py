@@ -9,6 +9,7 @@
   its step receives (`left_out_needs`).
 - A step's `secrets` come from the repository's secrets of the same names, in the environment
   of the job step that runs parapipe: `NAME: ${{ secrets.NAME }}`.
+- Services run inside parapipe in the job, as everywhere (`github_services`).
 
 Every job builds the pipeline's image itself: it is the same image everywhere (the same
 content hash), but a runner has no other way to get it without a registry.
@@ -25,6 +26,7 @@ import yaml
 
 from parapipe import __version__
 from parapipe.errors import UsageError
+from parapipe.git.github_services import pull_service_images, service_secrets
 from parapipe.model import Pipeline
 from parapipe.run import left_out_needs
 
@@ -83,12 +85,16 @@ def _pipeline_job(pipeline: Pipeline, spec: str, install: str) -> dict[str, Any]
         "--timeline",
         f"{REPORTS}/timeline.html",
     )
-    secrets = sorted({s for step in pipeline.steps.values() for s in step.secrets})
+    secrets = sorted(
+        {s for step in pipeline.steps.values() for s in step.secrets}
+        | service_secrets(pipeline, pipeline.steps)
+    )
     return {
         "name": pipeline.name,
         "runs-on": RUNNER,
         "steps": [
             *_setup(install),
+            *pull_service_images(pipeline, pipeline.steps),
             {"name": "Run the pipeline", **_secrets_env(secrets), **_run(command)},
             {
                 "name": "Keep the logs and reports",
@@ -118,10 +124,12 @@ def _step_job(pipeline: Pipeline, name: str, spec: str, install: str) -> dict[st
                 "with": {"name": f"parapipe-{need}", "path": f"{HANDOFF}/{need}/"},
             }
         )
+    steps += pull_service_images(pipeline, [name])
     command = _command(
         "parapipe", "run", "-f", spec, name, "--no-deps", "--junit", f"{REPORTS}/{name}.xml"
     )
-    steps.append({"name": f"Run {name}", **_secrets_env(sorted(step.secrets)), **_run(command)})
+    secrets = sorted({*step.secrets, *service_secrets(pipeline, [name])})
+    steps.append({"name": f"Run {name}", **_secrets_env(secrets), **_run(command)})
     steps.append(
         {"name": f"Hand on what {name} left", "if": "always()", **_upload(f"parapipe-{name}")}
     )
