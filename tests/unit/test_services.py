@@ -366,7 +366,7 @@ def test_export_runs_services_inside_parapipe_with_their_images_pulled(
     import yaml
 
     from parapipe.git.github_export import github_workflow
-    from tests.unit.test_export_github import check_with_actionlint
+    from tests.helpers.actionlint import check_with_actionlint
 
     (tmp_path / "ci.yaml").write_text(EXPORT_SPEC)
     text = github_workflow(load_pipeline(tmp_path / "ci.yaml"), split=split)
