@@ -176,6 +176,25 @@ def test_a_service_that_a_step_fails_beside_is_removed_with_it(project: Project)
     assert_nothing_left(project)
 
 
+def test_services_go_with_a_step_that_times_out_or_that_fail_fast_stops(
+    project: Project,
+) -> None:
+    project.write_spec(f"""
+        image: {{from: {BUSYBOX}}}
+        services:
+          idle: {{run: sleep 600}}
+        steps:
+          slow: {{run: [echo slow-started, sleep 300], services: [idle], timeout: 3s}}
+          stopped: {{run: [echo stopped-started, sleep 300], services: [idle]}}
+    """)
+    result = project.run("run", "-f", "ci.yaml", "-j", "2", "--output", "plain")
+    assert result.exit_code == 1, result.output
+    run = project.last_run()
+    assert "timed out after 3s" in (run / "slow.log").read_text()
+    assert "'slow' timed out (fail-fast)" in (run / "stopped.log").read_text()
+    assert_nothing_left(project)
+
+
 @pytest.fixture
 def interrupted_run(project: Project) -> Iterator[subprocess.Popen[str]]:
     project.write_spec(f"""
