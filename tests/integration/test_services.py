@@ -78,12 +78,28 @@ def assert_nothing_left(project: Project, engine: str = "docker") -> None:
     assert networks_labelled(run_id, engine) == []
 
 
-def test_two_parallel_steps_each_get_a_postgresql_of_their_own(project: Project) -> None:
-    if not image_present(POSTGRES):
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_two_parallel_steps_each_get_a_postgresql_of_their_own(
+    project: Project, engine: str
+) -> None:
+    if engine == "docker" and not image_present(POSTGRES):
         pytest.skip(f"{POSTGRES} is not seeded (run scripts/seed-images)")
+    if engine == "podman":
+        if (why := why_podman_cannot_run()) is not None:
+            pytest.skip(why)
+        if subprocess.run(["podman", "image", "exists", POSTGRES], check=False).returncode:
+            pytest.skip(f"{POSTGRES} is not in podman (scripts/seed-images --engine podman)")
     project.write_spec(POSTGRES_SPEC)
-    result = project.run("run", "-f", "ci.yaml", "-j", "2", "--output", "plain", timeout=300)
-    assert result.exit_code == 0, result.output
+    try:
+        result = project.run(
+            "run", "-f", "ci.yaml", "-j", "2", "--engine", engine, "--output", "plain",
+            timeout=300,
+        )  # fmt: skip
+    finally:
+        if engine == "podman":
+            _remove_podman_images(project.name)
+    logs = "".join(f"\n--- {p.name}\n{p.read_text()}" for p in project.last_run().rglob("*.log"))
+    assert result.exit_code == 0, result.output + logs
     run = project.last_run()
     left, right = (run / "left.log").read_text(), (run / "right.log").read_text()
     assert "rows=left-1,left-2" in left
