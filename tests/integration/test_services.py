@@ -127,14 +127,15 @@ def test_a_service_that_is_never_ready_fails_its_step_in_one_line(project: Proje
         services:
           slow:
             run: ["echo warming-up", "sleep 600"]
-            ready: {{run: "false", timeout: 1s, interval: 100ms}}
+            # Long enough for its first line to reach its log however busy the daemon is.
+            ready: {{run: "false", timeout: 10s, interval: 100ms}}
         steps:
           test: {{run: echo never-runs, services: [slow]}}
     """)
     result = project.run("run", "-f", "ci.yaml", "--output", "plain")
     assert result.exit_code == 1, result.output
     assert "failed in" in result.output
-    assert "service 'slow' was not ready after 1s" in result.output
+    assert "service 'slow' was not ready after 10s" in result.output
     log = (project.last_run() / "test.log").read_text()
     assert "  slow | warming-up" in log  # the tail of the service's log
     assert "never-runs" not in log.replace("echo never-runs", "")

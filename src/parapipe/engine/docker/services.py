@@ -111,6 +111,10 @@ def ready_argv(binary: str, name: str, command: str) -> list[str]:
     return [binary, "exec", name, "sh", "-c", command]
 
 
+def kill_argv(binary: str, containers: Sequence[str]) -> list[str]:
+    return [binary, "kill", *containers]
+
+
 def running_argv(binary: str, name: str) -> list[str]:
     return [binary, "container", "inspect", "--format", "{{.State.Running}}", name]
 
@@ -210,15 +214,21 @@ async def _run_with(
             )
             code = await step(network)
         except* ServiceFailed as group:
-            failure = group.exceptions[0]
+            failure = _first(group)
         except* Exception as group:
             # Raised again below, alone: the runner tells the step's failures by their type.
-            failure = group.exceptions[0]
+            failure = _first(group)
         finally:
             followers.cancel_scope.cancel()
     if failure is not None:
         raise failure
     return code
+
+
+def _first(group: BaseExceptionGroup[Exception]) -> Exception:
+    """The first exception of `group` that is not a group itself."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _names(containers: Sequence[ServiceContainer]) -> str:
@@ -253,10 +263,6 @@ async def _wait_ready(program: process.Program, container: ServiceContainer, log
         for line in container.tail:
             log(f"  {service.name} | {line}")
     raise ServiceFailed(f"service '{service.name}' {problem}")
-
-
-def kill_argv(binary: str, containers: Sequence[str]) -> list[str]:
-    return [binary, "kill", *containers]
 
 
 async def _remove(program: process.Program, containers: list[str], network: str) -> None:
