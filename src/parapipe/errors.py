@@ -89,6 +89,13 @@ class OutputError(ParapipeError):
     exit_code = ExitCode.STEP_FAILED
 
 
+class ServiceFailed(ParapipeError):
+    """A service of a step exited, or was not ready in time, before the step started. The
+    step fails, as if its commands had."""
+
+    exit_code = ExitCode.STEP_FAILED
+
+
 class ImageBuildFailed(ParapipeError):
     """The pipeline image could not be built: a setup command or the Dockerfile failed.
 

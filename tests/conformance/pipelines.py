@@ -257,4 +257,35 @@ steps:
     artifacts={"make/out/a.txt": "made\n"},
 )
 
-ALL = (PASS, FAIL, DIAMOND, KEEP_GOING, SETUP_FAILS, PREPARE, PORTS, MATRIX, DATA)
+# Two steps at once, each beside a key-value service of its own that it writes to and reads
+# back (each passes only if it reads its own write alone), and one whose service is never ready.
+SERVICES = Conformance(
+    name="services",
+    spec=f"""
+image: {{from: {BUSYBOX}}}
+services:
+  kv:
+    run: ["mkdir -p /www && touch /www/data", "httpd -p 8080 -h /www",
+          "while true; do nc -l -p 7000 >> /www/data; done"]
+    # By its own name, which works inside it (Docker, Podman) and beside it (Dagger).
+    ready: {{run: "wget -q -O /dev/null http://kv:8080/data", interval: 100ms}}
+  slow: {{run: sleep 600, ready: {{run: "false", timeout: 1s, interval: 100ms}}}}
+steps:
+  left:
+    run: ["echo left | nc -w 1 kv 7000 || true", "sleep 1",
+          'test "$(wget -q -O- http://kv:8080/data)" = left']
+    services: [kv]
+  right:
+    run: ["echo right | nc -w 1 kv 7000 || true", "sleep 1",
+          'test "$(wget -q -O- http://kv:8080/data)" = right']
+    services: [kv]
+  waits: {{run: echo never, services: [slow]}}
+""",
+    keep_going=True,
+    exit_code=1,
+    statuses={"left": Status.PASSED, "right": Status.PASSED, "waits": Status.FAILED},
+    exit_codes={"left": 0, "right": 0, "waits": None},
+    reasons={"waits": "service 'slow' was not ready after 1s"},
+)
+
+ALL = (PASS, FAIL, DIAMOND, KEEP_GOING, SETUP_FAILS, PREPARE, PORTS, MATRIX, DATA, SERVICES)

@@ -100,6 +100,13 @@ def assert_no_container_left(engine: str, run_id: str) -> None:
         check=True,
     )
     assert listed.stdout.split() == []
+    networks = subprocess.run(  # the networks of steps with services
+        [engine, "network", "ls", "-q", "--filter", f"label={LABEL_RUN}={run_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert networks.stdout.split() == []
 
 
 @pytest.mark.parametrize("prewarm", [True, False], ids=["pool", "no-pool"])

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from parapipe.engine.api import CacheVolume, StepRun, step_command
+from parapipe.engine.api import CacheVolume, ServiceRun, StepRun, step_command
 from parapipe.engine.docker import argv as argvs
 from parapipe.engine.docker import loader
 from parapipe.engine.docker import pool as docker_pool
@@ -192,6 +192,7 @@ def test_the_loader_runs_nothing_without_its_nonce_line() -> None:
         ({"labels": {}}, False),
         ({"caches": (CacheVolume(name="v", pipeline="ci", cache="pip", path="/p"),)}, False),
         ({"keep_failed": True}, False),  # `run -i`: in a container of its own
+        ({"services": (ServiceRun(name="db", image_id="i", commands=(), env={}),)}, False),
     ],
 )
 def test_which_steps_can_take_a_pooled_container(change: dict[str, object], fits: bool) -> None:
@@ -216,5 +217,6 @@ def test_every_field_of_a_step_run_is_one_the_pool_knows_about() -> None:
         "secrets",
         "caches",
         "keep_failed",
+        "services",
     }
     assert {field.name for field in dataclasses.fields(StepRun)} == known

@@ -189,3 +189,24 @@ def test_a_matrix_job_needs_the_image_and_keeps_a_step_cache_per_instance(
     assert "${{ strategy.job-index }}" in cache["with"]["key"]
     assert cache["with"]["restore-keys"].endswith("-")
     check_with_actionlint(tmp_path, text)
+
+
+def test_a_matrix_job_pulls_its_services_images_and_passes_their_secrets(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    path = repo / "pipeline.yaml"
+    path.write_text(
+        "name: m\nimage: {from: busybox:latest}\n"
+        "services:\n  db: {image: 'example/postgres:15', secrets: [DB_PASSWORD]}\n"
+        "steps:\n"
+        "  test: {run: make test, services: [db], matrix: {SHARD: ['0', '1']}}\n"
+    )
+    text = split_workflow(load_pipeline(path), install="pip install -e .")
+    job = jobs_of(text)["test"]
+    [pull] = [step for step in job["steps"] if step.get("name") == "Pull the services' images"]
+    assert "example/postgres:15" in pull["run"]
+    [run] = [step for step in job["steps"] if step.get("name") == "Run test"]
+    assert run["env"]["DB_PASSWORD"] == "${{ secrets.DB_PASSWORD }}"
+    check_with_actionlint(tmp_path, text)

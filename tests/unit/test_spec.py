@@ -289,8 +289,8 @@ BAD_SPECS = {
         "5:1: unknown key 'stpes' in the spec (did you mean 'steps'?)",
     ),
     "unknown key with no near miss": (
-        MINIMAL_SPEC + "services: {}\n",
-        "5:1: unknown key 'services' in the spec",
+        MINIMAL_SPEC + "volumes: {}\n",
+        "5:1: unknown key 'volumes' in the spec",
     ),
     "unknown image key": (
         "image: {from: busybox, workdr: /src}\n",

@@ -12,10 +12,33 @@ from pathlib import Path
 from typing import IO, ClassVar
 
 from parapipe.errors import UsageError
-from parapipe.model import LABEL_CACHE, LABEL_PIPELINE, ImagePlan, ImageSpec, Prewarm
+from parapipe.model import (
+    LABEL_CACHE,
+    LABEL_PIPELINE,
+    ImagePlan,
+    ImageSpec,
+    Prewarm,
+    Readiness,
+)
 
 LineSink = Callable[[str], None]
 """Receives one line of output at a time, without its trailing newline."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceRun:
+    """A service beside one step's container: started before the step, on a network private
+    to that step where `name` is its hostname, and gone with the step."""
+
+    name: str
+    image_id: str
+    commands: tuple[str, ...]  # run in order by `sh -ec`; empty: the image's own command
+    env: Mapping[str, str]
+    # As a step's: values by name, for its environment only, never on a command line.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    ready: Readiness | None = None  # None: ready once its container runs
+    # Where its output goes, a line at a time (its log file, with every secret masked).
+    log: LineSink = field(default=lambda line: None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +65,8 @@ class StepRun:
     # `run -i`: a step that exits non-zero leaves its filesystem as the image tagged
     # `kept_image_tag(run_id, step)` (never with its secrets), for a shell once the run settled.
     keep_failed: bool = False
+    # Started before the step, each ready first; the step reaches each by its name.
+    services: tuple[ServiceRun, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,6 +179,11 @@ class Engine(ABC):
     @abstractmethod
     async def find_image(self, tag: str) -> str | None:
         """Return the id of the image tagged `tag`, or None when there is none."""
+
+    async def service_image(self, ref: str) -> str:
+        """The id of the local image `ref`, for a service (never pulled); "" when the engine
+        has no such image."""
+        return await self.find_image(ref) or ""
 
     @abstractmethod
     async def build_image(self, plan: ImagePlan, log: LineSink) -> str:

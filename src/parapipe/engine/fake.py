@@ -11,7 +11,7 @@ from typing import IO
 import anyio
 
 from parapipe.engine.api import Engine, LineSink, RemovedImages, ShellRun, StepRun, kept_image_tag
-from parapipe.errors import EngineError, ImageBuildFailed, OutputError, UsageError
+from parapipe.errors import EngineError, ImageBuildFailed, OutputError, ServiceFailed, UsageError
 from parapipe.model import ImagePlan, ImageSpec
 
 
@@ -25,6 +25,7 @@ class FakeStep:
     release: anyio.Event | None = None  # the step waits for this before finishing
     engine_error: str | None = None  # raise EngineError instead of exiting
     files: dict[str, str] = field(default_factory=dict)  # what it writes, by path in the workdir
+    service_failure: str | None = None  # a service of it fails so: ServiceFailed, nothing runs
     started: anyio.Event = field(default_factory=anyio.Event)
     finished: anyio.Event = field(default_factory=anyio.Event)
     cancelled: bool = False
@@ -49,6 +50,8 @@ class FakeEngine(Engine):
         self.shell_exit_code = 0
         self.pruned: list[tuple[str, int, frozenset[str]]] = []  # remove_old_images calls
         self.labels: dict[str, dict[str, str]] = {}  # by image id
+        # Service images by reference; one not here is missing (a service's is never pulled).
+        self.service_images: dict[str, str] = {}
 
     async def check(self) -> None:
         pass
@@ -61,6 +64,9 @@ class FakeEngine(Engine):
 
     async def find_image(self, tag: str) -> str | None:
         return self.images.get(tag)
+
+    async def service_image(self, ref: str) -> str:
+        return self.service_images.get(ref, "")
 
     async def build_image(self, plan: ImagePlan, log: LineSink) -> str:
         self.builds += 1
@@ -86,6 +92,10 @@ class FakeEngine(Engine):
         self.most_running = max(self.most_running, self.running)
         behaviour.started.set()
         try:
+            for service in run.services:
+                service.log(f"fake service {service.name} of {run.step} is up")
+            if behaviour.service_failure is not None:
+                raise ServiceFailed(behaviour.service_failure)
             for line in behaviour.output:
                 log(line)
             if behaviour.release is not None:

@@ -9,6 +9,7 @@
   its step receives (`left_out_needs`).
 - A step's `secrets` come from the repository's secrets of the same names, in the environment
   of the job step that runs parapipe: `NAME: ${{ secrets.NAME }}`.
+- Services run inside parapipe in the job, as everywhere (`github_services`).
 
 `github_split` puts a first job before the step jobs that builds the image once and hands it
 on (an artifact, or a registry), so no step job builds it again.
@@ -25,6 +26,7 @@ import yaml
 
 from parapipe import __version__
 from parapipe.errors import UsageError
+from parapipe.git.github_services import pull_service_images, service_secrets
 from parapipe.model import MatrixSpec, Pipeline
 from parapipe.run import left_out_needs
 
@@ -97,12 +99,16 @@ def _pipeline_job(pipeline: Pipeline, spec: str, install: str) -> dict[str, Any]
         "--timeline",
         f"{REPORTS}/timeline.html",
     )
-    secrets = sorted({s for step in pipeline.steps.values() for s in step.secrets})
+    secrets = sorted(
+        {s for step in pipeline.steps.values() for s in step.secrets}
+        | service_secrets(pipeline, pipeline.steps)
+    )
     return {
         "name": pipeline.name,
         "runs-on": RUNNER,
         "steps": [
             *_setup(install),
+            *pull_service_images(pipeline, pipeline.steps),
             {"name": "Run the pipeline", **_secrets_env(secrets), **_run(command)},
             {
                 "name": "Keep the logs and reports",
@@ -134,10 +140,12 @@ def _step_job(pipeline: Pipeline, name: str, spec: str, install: str) -> dict[st
     if step.needs:
         job["needs"] = _FlowList(_need_jobs(pipeline, step.needs))
     steps = [*_setup(install), *_handoffs(pipeline, step.needs)]
+    steps += pull_service_images(pipeline, [name])
     command = _command(
         "parapipe", "run", "-f", spec, name, "--no-deps", "--junit", f"{REPORTS}/{name}.xml"
     )
-    steps.append({"name": f"Run {name}", **_secrets_env(sorted(step.secrets)), **_run(command)})
+    secrets = sorted({*step.secrets, *service_secrets(pipeline, [name])})
+    steps.append({"name": f"Run {name}", **_secrets_env(secrets), **_run(command)})
     steps.append(
         {"name": f"Hand on what {name} left", "if": "always()", **_upload(f"parapipe-{name}")}
     )
@@ -209,12 +217,13 @@ def _matrix_job(pipeline: Pipeline, first: str, spec: str, install: str) -> dict
     instance = f"{name}[{','.join(f'{key}=${{PARAPIPE_MATRIX_{key}}}' for key in keys)}]"
     junit = f"{REPORTS}/{name}-${{{{ strategy.job-index }}}}.xml"
     command = f'parapipe run -f {shlex.quote(spec)} "{instance}" --no-deps --junit "{junit}"'
-    secrets = _secrets_env(sorted(step.secrets)).get("env", {})
+    secrets = _secrets_env(sorted({*step.secrets, *service_secrets(pipeline, [first])}))
     artifact = f"parapipe-{name}[{','.join(f'{k}=${{{{ matrix.{k} }}}}' for k in keys)}]"
     job["steps"] = [
         *_setup(install),
         *_handoffs(pipeline, step.needs),
-        {"name": f"Run {name}", "env": {**values, **secrets}, **_run(command)},
+        *pull_service_images(pipeline, [first]),
+        {"name": f"Run {name}", "env": {**values, **secrets.get("env", {})}, **_run(command)},
         {"name": f"Hand on what {name} left", "if": "always()", **_upload(artifact)},
     ]
     return job

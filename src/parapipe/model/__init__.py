@@ -12,6 +12,7 @@ from parapipe.model.labels import (
     LABEL_INPUTS,
     LABEL_PIPELINE,
     LABEL_RUN,
+    LABEL_SERVICE,
     LABEL_STEP,
 )
 from parapipe.model.matrix import (
@@ -32,6 +33,7 @@ from parapipe.model.pipeline import (
 )
 from parapipe.model.results import AttemptResult, ImageResult, RunResult, Status, StepResult
 from parapipe.model.run import Prewarm, RunInfo
+from parapipe.model.service import Readiness, Service
 
 __all__ = [
     "CA_BUNDLE_PATH",
@@ -43,6 +45,7 @@ __all__ = [
     "LABEL_INPUTS",
     "LABEL_PIPELINE",
     "LABEL_RUN",
+    "LABEL_SERVICE",
     "LABEL_STEP",
     "OUTPUT_MODES",
     "AttemptResult",
@@ -56,8 +59,10 @@ __all__ = [
     "Pipeline",
     "PrepareSpec",
     "Prewarm",
+    "Readiness",
     "RunInfo",
     "RunResult",
+    "Service",
     "Status",
     "Step",
     "StepResult",

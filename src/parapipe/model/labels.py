@@ -7,3 +7,4 @@ LABEL_CACHE = "io.parapipe.cache"  # on cache volumes: the cache's name in the s
 # On pipeline images: a digest of each input (base, files, env, setup, ...), as JSON, so that
 # `parapipe image load` can say which inputs of an archive differ from the spec.
 LABEL_INPUTS = "io.parapipe.inputs"
+LABEL_SERVICE = "io.parapipe.service"  # on a service's container: its name in the spec

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from parapipe.errors import Location
 from parapipe.model.matrix import MatrixInstance
+from parapipe.model.service import Service
 
 DEFAULT_WORKDIR = "/src"
 
@@ -71,6 +72,7 @@ class Step:
     caches: Mapping[str, str] = field(default_factory=dict)  # volume name -> container path
     secrets: tuple[str, ...] = ()  # names of host secrets put in its environment
     matrix: MatrixInstance | None = None  # set on each instance of a matrix step
+    services: tuple[str, ...] = ()  # names of `Pipeline.services` started beside it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,6 +82,7 @@ class Pipeline:
     project_root: Path  # git root holding the spec, else its folder; `.parapipe/` lives here
     image: ImageSpec
     steps: Mapping[str, Step]  # in file order
+    services: Mapping[str, Service] = field(default_factory=dict)  # in file order
 
     @property
     def state_dir(self) -> Path:

@@ -77,7 +77,9 @@ def select_run(pipeline: Pipeline, options: RunOptions) -> RunSelection:
     """Raise the run's usage errors; the caller does so before it chooses an engine."""
     names = select_steps(pipeline, options.steps, with_needs=not options.no_deps)
     check_prepare_files(pipeline)
-    secrets = resolve_secrets((pipeline.steps[n] for n in names), options.secrets, os.environ)
+    steps = [pipeline.steps[n] for n in names]
+    services = {s: pipeline.services[s] for step in steps for s in step.services}
+    secrets = resolve_secrets([*steps, *services.values()], options.secrets, os.environ)
     brought_in = find_left_out_outputs(pipeline, names) if options.no_deps else {}
     return RunSelection(names=names, secrets=secrets, brought_in=brought_in)
 

@@ -60,6 +60,8 @@ def steps_taking_containers(
         step = pipeline.steps[name]
         if step.caches or unchanged_reason(step.when_changed, changed_files) is not None:
             continue
+        if step.services:  # its own container, on its services' network
+            continue
         if read_cache and step.cache:
             hit = exact_hit(name) if exact_hit is not None else None
             if hit is None:  # guessed

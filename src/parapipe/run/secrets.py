@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from parapipe.errors import SpecError, UsageError
-from parapipe.model import Step
+from parapipe.model import Service, Step
 from parapipe.spec.data import SECRET_NAME
 
 MASK: Final = "***"
@@ -80,21 +80,22 @@ class Secrets:
     def __repr__(self) -> str:
         return f"Secrets({sorted(self.values)})"  # the names only
 
-    def for_step(self, step: Step) -> dict[str, str]:
-        """`step`'s secrets by name, for its environment."""
+    def for_step(self, step: Step | Service) -> dict[str, str]:
+        """`step`'s (or a service's) secrets by name, for its environment."""
         return {name: self.values[name] for name in step.secrets}
 
-    def fingerprints(self, step: Step) -> dict[str, str]:
+    def fingerprints(self, step: Step | Service) -> dict[str, str]:
         """`step`'s secrets by name, each as its `fingerprint`, for the step cache's key."""
         return {name: self._fingerprints[name] for name in step.secrets}
 
 
 def resolve_secrets(
-    steps: Iterable[Step], given: Mapping[str, str], environ: Mapping[str, str]
+    steps: Iterable[Step | Service], given: Mapping[str, str], environ: Mapping[str, str]
 ) -> Secrets:
     """The values `steps` need: from `given` (the command line), else from `environ`.
 
-    A secret that has no value, or an empty one, is a `SpecError` at the first step needing it.
+    A secret that has no value, or an empty one, is a `SpecError` at the first step (or
+    service) needing it.
     """
     values: dict[str, str] = {}
     for step in steps:
@@ -110,19 +111,23 @@ def resolve_secrets(
     return Secrets(values)
 
 
-def _missing_message(step: Step, missing: Sequence[str], environ: Mapping[str, str]) -> str:
+def _missing_message(
+    step: Step | Service, missing: Sequence[str], environ: Mapping[str, str]
+) -> str:
+    owner = f"service '{step.name}'" if isinstance(step, Service) else f"step '{step.name}'"
+
     def state(name: str) -> str:
         return "is empty" if name in environ else "is not set"
 
     if len(missing) == 1:
         name = missing[0]
         return (
-            f"step '{step.name}' needs secret '{name}', which {state(name)}: set {name} in the"
+            f"{owner} needs secret '{name}', which {state(name)}: set {name} in the"
             f" environment, or pass --secret {name}=VALUE or --secret-file {name}=PATH"
         )
     listed = ", ".join(f"'{name}' ({state(name).removeprefix('is ')})" for name in missing)
     return (
-        f"step '{step.name}' needs secrets {listed}: set them in the environment, or pass"
+        f"{owner} needs secrets {listed}: set them in the environment, or pass"
         " --secret NAME=VALUE or --secret-file NAME=PATH for each"
     )
 

@@ -6,13 +6,21 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
 import anyio
 
-from parapipe.engine.api import CacheVolume, Engine, LineSink, StepRun, cache_volume_name
-from parapipe.errors import OutputError, ParapipeError
+from parapipe.engine.api import (
+    CacheVolume,
+    Engine,
+    LineSink,
+    ServiceRun,
+    StepRun,
+    cache_volume_name,
+)
+from parapipe.errors import OutputError, ParapipeError, ServiceFailed
 from parapipe.model import (
     LABEL_PIPELINE,
     AttemptResult,
@@ -25,6 +33,7 @@ from parapipe.model import (
 from parapipe.run.events import ContainerWanted, RunEvent, StepOutput, StepStarted
 from parapipe.run.left_out_needs import BroughtIn
 from parapipe.run.secrets import Secrets
+from parapipe.run.services import StepServices
 from parapipe.run.state.run_folder import RunFolder
 from parapipe.run.state.step_data import StepData
 
@@ -58,6 +67,7 @@ class StepRunner:
         self.keep_failed = keep_failed  # `run -i`
         self._image_id: str | None = None
         self._plan: ImagePlan | None = None
+        self.services = StepServices(pipeline, engine, folder, secrets)
 
     def use_image(self, image_id: str, plan: ImagePlan) -> None:
         self._image_id, self._plan = image_id, plan
@@ -75,8 +85,18 @@ class StepRunner:
             failed = Status.ALLOWED_FAILURE if step.allow_failure else Status.FAILED
             return StepResult(name=name, status=failed, log_path=log_path, reason=collision)
         assert self._plan is not None
+        assert self._image_id is not None
+        try:
+            service_images = await self.services.image_ids(step, self._image_id)
+        except ParapipeError as exc:
+            with self.folder.open_log(log_path) as log_file:
+                log_file.write(f"parapipe: {exc}\n")
+            return StepResult(name=name, status=Status.ERROR, log_path=log_path, reason=str(exc))
+        services = self.services.key_parts(step, service_images)
         key = await anyio.to_thread.run_sync(
-            self.data.key, step, self._plan, self.secrets.fingerprints(step)
+            partial(
+                self.data.key, step, self._plan, self.secrets.fingerprints(step), services=services
+            )
         )
         note = ""
         if unchanged is not None:
@@ -98,7 +118,8 @@ class StepRunner:
                 name=name, status=Status.CACHED, log_path=log_path, duration=0.0, reason=reason
             )
         notes = [*self._brought_in_notes(step), *([note] if note else [])]
-        result = await self._run_attempts(step, log_path, notes)
+        with self.services.runs(step, service_images) as service_runs:
+            result = await self._run_attempts(step, log_path, notes, service_runs)
         if result.status is Status.PASSED:
             await anyio.to_thread.run_sync(
                 self.data.remember, step, key, result.duration or 0.0, log_path
@@ -112,7 +133,9 @@ class StepRunner:
             if need in self.brought_in
         ]
 
-    async def _run_attempts(self, step: Step, log_path: Path, notes: list[str]) -> StepResult:
+    async def _run_attempts(
+        self, step: Step, log_path: Path, notes: list[str], services: tuple[ServiceRun, ...]
+    ) -> StepResult:
         name = step.name
         max_attempts = 1 + step.retries
         attempts: list[AttemptResult] = []
@@ -125,15 +148,18 @@ class StepRunner:
             for number in range(1, max_attempts + 1):
                 if max_attempts > 1:
                     log(f"parapipe: attempt {number}/{max_attempts}")
-                attempts.append(await self._attempt(step, number, log))
+                attempts.append(await self._attempt(step, number, log, services))
                 if number == max_attempts or not _worth_retrying(step, attempts[-1]):
                     break
                 log(f"parapipe: attempt {number} {attempts[-1].status.value}; retrying")
         return _step_result(step, attempts, max_attempts, log_path)
 
-    async def _attempt(self, step: Step, number: int, log: LineSink) -> AttemptResult:
-        """One attempt in a fresh container, killed when the step's timeout expires."""
-        run = self._step_run(step, number)
+    async def _attempt(
+        self, step: Step, number: int, log: LineSink, services: tuple[ServiceRun, ...] = ()
+    ) -> AttemptResult:
+        """One attempt in a fresh container (with fresh services), killed when the step's
+        timeout expires."""
+        run = self._step_run(step, number, services)
         if step.outputs:
             # What an earlier, failed attempt left must not pass for this one's outputs.
             shutil.rmtree(self.data.outputs_dir(step.name), ignore_errors=True)
@@ -143,7 +169,7 @@ class StepRunner:
         try:
             with anyio.move_on_after(step.timeout) as deadline:
                 exit_code = await self.engine.run_step(run, log)
-        except OutputError as exc:
+        except (OutputError, ServiceFailed) as exc:
             log(f"parapipe: {exc}")
             return AttemptResult(
                 number=number,
@@ -177,7 +203,7 @@ class StepRunner:
             duration=time.monotonic() - started,
         )
 
-    def _step_run(self, step: Step, number: int) -> StepRun:
+    def _step_run(self, step: Step, number: int, services: tuple[ServiceRun, ...] = ()) -> StepRun:
         assert self._image_id is not None
         secrets = self.secrets.for_step(step)
         return StepRun(
@@ -201,6 +227,7 @@ class StepRunner:
             secrets=secrets,
             caches=self._cache_volumes(step),
             keep_failed=self.keep_failed,
+            services=services,
         )
 
     def _cache_volumes(self, step: Step) -> tuple[CacheVolume, ...]:

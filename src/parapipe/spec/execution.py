@@ -54,9 +54,9 @@ def read_execution(
     return options
 
 
-def duration(reader: NodeReader, node: Node, where: str) -> float:
+def duration(reader: NodeReader, node: Node, where: str, key: str = "timeout") -> float:
     """`90s`, `10m`, `1h`, `1h30m`, `500ms` in seconds."""
-    what = f"'timeout' of {where}"
+    what = f"'{key}' of {where}"
     if isinstance(node, ScalarNode) and node.tag in (yaml_nodes.TAG_INT, yaml_nodes.TAG_FLOAT):
         raise reader.fail(
             f"{what} needs a unit: '{node.value}s', '{node.value}m' or '{node.value}h'", node

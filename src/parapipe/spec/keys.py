@@ -9,7 +9,7 @@ from typing import Final
 from parapipe.spec.data import DATA_KEYS
 from parapipe.spec.execution import EXECUTION_KEYS
 
-PIPELINE_KEYS: Final = ("name", "defaults", "image", "steps")
+PIPELINE_KEYS: Final = ("name", "defaults", "image", "services", "steps")
 IMAGE_KEYS: Final = (
     "from",
     "build",
@@ -25,7 +25,17 @@ IMAGE_KEYS: Final = (
 )
 PREPARE_KEYS: Final = ("files", "run", "env")
 BUILD_KEYS: Final = ("context", "dockerfile", "args")
-STEP_KEYS: Final = ("run", "needs", "env", "tags", "when", *EXECUTION_KEYS, *DATA_KEYS, "matrix")
+STEP_KEYS: Final = (
+    "run",
+    "needs",
+    "env",
+    "tags",
+    "when",
+    "services",
+    *EXECUTION_KEYS,
+    *DATA_KEYS,
+    "matrix",
+)
 
 # Keys that later versions of parapipe add. They get their own message instead of "unknown key"
 # (and are never silently ignored); the feature that implements one moves it out of here.

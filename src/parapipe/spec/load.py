@@ -21,6 +21,7 @@ from parapipe.spec.execution import EXECUTION_KEYS, ExecutionOptions, read_execu
 from parapipe.spec.image import read_image
 from parapipe.spec.keys import NOT_SUPPORTED_YET, PIPELINE_KEYS
 from parapipe.spec.reader import NodeReader, shown
+from parapipe.spec.services import read_services, with_step_services
 from parapipe.spec.steps import read_steps
 from parapipe.spec.yaml_nodes import Entry, is_null, kind
 
@@ -83,14 +84,17 @@ def _read(reader: NodeReader, text: str, spec_path: Path) -> Pipeline:
     defaults = ExecutionOptions()
     if "defaults" in top:
         defaults = _execution_defaults(reader, top["defaults"].value)
+    name = _name(reader, top.get("name"), spec_path)
+    image = read_image(reader, top.get("image"), root, spec_dir=spec_dir, project_root=project_root)
+    services = read_services(reader, top.get("services"))
+    steps = read_steps(reader, top.get("steps"), root, defaults)
     return Pipeline(
-        name=_name(reader, top.get("name"), spec_path),
+        name=name,
         spec_path=spec_path,
         project_root=project_root,
-        image=read_image(
-            reader, top.get("image"), root, spec_dir=spec_dir, project_root=project_root
-        ),
-        steps=read_steps(reader, top.get("steps"), root, defaults),
+        image=image,
+        steps=with_step_services(reader, top.get("steps"), steps, services),
+        services=services,
     )
 
 

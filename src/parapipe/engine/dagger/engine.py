@@ -18,7 +18,7 @@ import logging
 import os
 import posixpath
 import tempfile
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import ClassVar, Final, TextIO
@@ -39,7 +39,9 @@ from parapipe.engine.build_context import (
     stage_build_context,
 )
 from parapipe.engine.dagger import probe as dagger_probe
+from parapipe.engine.dagger import services as dagger_services
 from parapipe.engine.dagger.probe import DaggerTarget, one_line
+from parapipe.engine.dagger.services import BoundService, bind
 from parapipe.errors import (
     EngineError,
     EngineUnavailable,
@@ -126,8 +128,10 @@ def prepare_container(
     )
 
 
-def step_container(client: dagger.Client, run: StepRun) -> dagger.Container:
-    """The step's command run on the evaluated pipeline image `run.image_id`."""
+def step_container(
+    client: dagger.Client, run: StepRun, services: Sequence[BoundService] = ()
+) -> dagger.Container:
+    """The step's command run on the evaluated pipeline image `run.image_id`, beside `services`."""
     container = client.load_container_from_id(dagger.ContainerID(run.image_id))
     # Dagger replays a cached exec whose inputs are all the same. The runner's PARAPIPE_RUN_ID
     # and PARAPIPE_ATTEMPT in `run.env` make every run's and every attempt's exec new, so the
@@ -145,6 +149,7 @@ def step_container(client: dagger.Client, run: StepRun) -> dagger.Container:
         container = container.with_directory(
             run.workdir, client.host().directory(str(folder)), owner=ROOT
         )
+    container = bind(container, services)  # each reachable by its name
     return container.with_workdir(run.workdir).with_exec(
         step_command(run.commands),
         # `docker run IMAGE ARGS` runs the image's entrypoint with ARGS; so does this.
@@ -296,8 +301,17 @@ class DaggerEngine(Engine):
 
     async def run_step(self, run: StepRun, log: LineSink) -> int:
         client, _ = self._opened()
+        async with dagger_services.running(client, run, log) as services:
+            return await self._run_step(client, run, log, services)
+
+    async def service_image(self, ref: str) -> str:
+        return await dagger_services.image_id(self._opened()[0], ref)
+
+    async def _run_step(
+        self, client: dagger.Client, run: StepRun, log: LineSink, services: list[BoundService]
+    ) -> int:
         try:
-            done = await step_container(client, run).sync()
+            done = await step_container(client, run, services).sync()
             code, stdout, stderr = await done.exit_code(), await done.stdout(), await done.stderr()
         except dagger.ExecError as exc:
             # `expect=ANY` still raises for exits 128-191 (a signal, as the shell reports it):

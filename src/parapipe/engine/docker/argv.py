@@ -271,10 +271,17 @@ def network_flags(holder: str | None) -> list[str]:
 
 
 def run_argv(
-    binary: str, run: StepRun, name: str, *, create: bool = False, nonce: str = ""
+    binary: str,
+    run: StepRun,
+    name: str,
+    *,
+    create: bool = False,
+    nonce: str = "",
+    network: str | None = None,
 ) -> list[str]:
     """`run` as `docker run`, or as `docker create` for a step whose files are copied in and
     out around its start; values of `step_cli_env(run.env)` must be in the CLI's environment.
+    `network`: the network of the step's services, when it has any.
 
     A step with secrets reads them on stdin (`loader.secrets_argv`, with `nonce`): they are in
     neither its argv nor its container's config.
@@ -285,6 +292,8 @@ def run_argv(
         raise ValueError("run_argv needs the nonce of the step's secrets script")
     verb = "create" if create else "run"
     argv = container_argv(binary, verb, name, labels, interactive=interactive, remove=not create)
+    if network is not None:
+        argv += ["--network", network]
     for variable, value in run.env.items():
         argv += ["-e", variable if passed_through_cli_env(variable) else f"{variable}={value}"]
     for cache in run.caches:

@@ -18,7 +18,15 @@ import anyio
 
 from parapipe.engine import endpoints, process
 from parapipe.engine.api import Engine, LineSink, RemovedImages, ShellRun, StepRun
-from parapipe.engine.docker import archive, errors, images, old_images, podman_setup, shell
+from parapipe.engine.docker import (
+    archive,
+    errors,
+    images,
+    old_images,
+    podman_setup,
+    services,
+    shell,
+)
 from parapipe.engine.docker import argv as argvs
 from parapipe.engine.docker import pool as docker_pool
 from parapipe.engine.docker.images import BuildFlavour
@@ -89,6 +97,11 @@ class DockerEngine(Engine):
         return await self._steps.run(run, log, self._pool)
 
     async def remove_containers(self, run_id: str) -> None:
+        await self._remove_run_containers(run_id)
+        # Services' networks, once the containers on them are gone.
+        await services.remove_run_networks(self.program, run_id)
+
+    async def _remove_run_containers(self, run_id: str) -> None:
         listed = await self._query(argvs.list_run_containers_argv(self.binary, run_id))
         if listed.code != 0:
             raise EngineError(f"{self.name}: cannot list the run's containers: {listed.problem}")

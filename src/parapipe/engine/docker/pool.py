@@ -28,7 +28,8 @@ a container that exits by itself.
 
 A step that needs what only `run` can give (cache volumes), or whose env names a variable that
 a shell refuses to export (bash's read-only `UID`, `PPID`, ...), never takes a pooled
-container. Nor does any step when the image has an
+container. Nor does a step with services: it runs in a container of its own on its services'
+network (`services`), and the journal says so. Nor does any step when the image has an
 ENTRYPOINT: it would run as the container starts, before the step's inputs are in.
 
 A pooled step is done when its shell says so (`loader.marked_step_command`), not ~0.1 s later
@@ -81,13 +82,14 @@ CLOSE_WAIT: Final = 10.0  # for the CLIs of stopping containers, when the run en
 def can_take(run: StepRun, request: Prewarm) -> bool:
     """Whether `run` can start in a container made for `request`: the same run, image, workdir
     and labels, no volumes, variables that the loader's shell can export, and not a step whose
-    failure is kept (`run -i`), which runs in a container of its own."""
+    failure is kept (`run -i`) or one with services, which run in a container of their own."""
     return (
         (run.run_id, run.image_id, run.workdir)
         == (request.run_id, request.image_id, request.workdir)
         and dict(run.labels) == dict(request.labels)
         and not run.caches
         and not run.keep_failed
+        and not run.services  # on its services' network: `take` says so in the journal
         and all(loader.exportable(name) for name in (*run.env, *run.secrets))
     )
 
@@ -156,6 +158,13 @@ class ContainerPool:
         """An idle container for `run` (one that is up if any is), else one started for it
         now; None when the step must start a container of its own."""
         request = self._request
+        if run.services:
+            # Not counted among the steps that take one (`steps_taking_containers`).
+            self._note(
+                f"step {run.step!r} (attempt {run.attempt}) starts its own container, on the"
+                " network of its services"
+            )
+            return None
         if request is None or self.disabled or self.closing or not can_take(run, request):
             return None
         keep = bool(run.outputs)

@@ -23,7 +23,7 @@ from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 from parapipe.engine import process
 from parapipe.engine.api import CacheVolume, LineSink, ShellRun, StepRun, kept_image_tag
 from parapipe.engine.docker import argv as argvs
-from parapipe.engine.docker import errors, loader
+from parapipe.engine.docker import errors, loader, services
 from parapipe.engine.docker import files as step_files
 from parapipe.engine.docker.pool import ContainerPool
 from parapipe.engine.docker.pooled import PooledContainer
@@ -60,11 +60,20 @@ class StepContainers:
             code = await self._run_pooled(run, pool, pooled, log)
             if code is not None:
                 return code
+        if run.services:
+            # The step's own container, on the network its services are on.
+            return await services.run_beside_services(
+                self.program, run, log, lambda network: self._run_in(run, log, network)
+            )
+        return await self._run_in(run, log, None)
+
+    async def _run_in(self, run: StepRun, log: LineSink, network: str | None) -> int:
+        """`run` in a container of its own; on `network` when given."""
         name = argvs.container_name(run.run_id, run.step, run.attempt)
         for cache in run.caches:
             await self.ensure_volume(cache)
         try:
-            return await self._run_own(run, name, log)
+            return await self._run_own(run, name, log, network)
         except BaseException:
             # Cancelled (fail-fast, Ctrl-C) or failed: `spawn` has killed the CLI by now, so
             # it cannot create the container after this removes it.
@@ -78,18 +87,19 @@ class StepContainers:
         with suppress(ParapipeError):
             await process.capture(self.program, argvs.remove_argv(self.program.binary, containers))
 
-    async def _run_own(self, run: StepRun, name: str, log: LineSink) -> int:
+    async def _run_own(
+        self, run: StepRun, name: str, log: LineSink, network: str | None = None
+    ) -> int:
         nonce = secrets.token_hex(16) if run.secrets else ""
         # Made before anything starts: a secret that cannot be handed over fails the step now.
         script = loader.secrets_script(run, nonce) if run.secrets else None
         env = argvs.step_cli_env(run.env)
         binary = self.program.binary
         if not (run.inputs or run.outputs or run.keep_failed):
-            argv = argvs.run_argv(binary, run, name, nonce=nonce)
+            argv = argvs.run_argv(binary, run, name, nonce=nonce, network=network)
             return await self._attached(argv, env, run, log, script)
-        created = await process.capture(
-            self.program, argvs.run_argv(binary, run, name, create=True, nonce=nonce), env=env
-        )
+        create = argvs.run_argv(binary, run, name, create=True, nonce=nonce, network=network)
+        created = await process.capture(self.program, create, env=env)
         if created.code != 0:
             raise EngineError(
                 f"{self.program.name} could not create the container of {run.step!r}:"

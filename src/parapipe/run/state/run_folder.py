@@ -41,6 +41,10 @@ class RunFolder:
     def step_log(self, step: str) -> Path:
         return self.path / f"{step}.log"
 
+    def services_dir(self, step: str) -> Path:
+        """`<step>.services/`: a log per service of the step, `<service>.log`."""
+        return self.path / f"{step}.services"
+
     @property
     def image_log(self) -> Path:
         return self.path / IMAGE_LOG

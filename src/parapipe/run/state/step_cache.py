@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +134,7 @@ def step_key(
     workdir: str,
     secret_fingerprints: Mapping[str, str],
     received: Mapping[str, Path],
+    services: Sequence[object] = (),
 ) -> str:
     """Everything the step's result depends on. With `inputs`, the image counts without the
     content of the source files, plus the content of the files the globs match."""
@@ -157,6 +158,8 @@ def step_key(
             add(relative, file_digest(plan.source / relative))
     for need, folder in sorted(received.items()):
         add("received", need, tree_digest(folder))
+    if services:  # only then: the keys of steps without services stay as they were
+        add("services", list(services))
     return digest.hexdigest()
 
 

@@ -5,7 +5,7 @@ a cached step's log and outputs come back."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from parapipe.model import ImagePlan, Pipeline, Step, handoff_folder
@@ -67,13 +67,21 @@ class StepData:
             " other, so the step does not start"
         )
 
-    def key(self, step: Step, plan: ImagePlan, secret_fingerprints: Mapping[str, str]) -> str:
+    def key(
+        self,
+        step: Step,
+        plan: ImagePlan,
+        secret_fingerprints: Mapping[str, str],
+        *,
+        services: Sequence[object] = (),
+    ) -> str:
         return step_key(
             step=step,
             plan=plan,
             workdir=self.pipeline.image.workdir,
             secret_fingerprints=secret_fingerprints,
             received=self.received(step),
+            services=services,
         )
 
     def cached(self, step: Step, key: str) -> CacheEntry | None:
