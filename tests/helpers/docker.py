@@ -50,8 +50,13 @@ def remove_pipeline_images(pipeline: str) -> None:
     tagged = _image_ids("ls", "-q", f"parapipe/{pipeline}")
     labelled = _image_ids("ls", "-aq", "--filter", f"label={LABEL_PIPELINE}={pipeline}")
     ids = sorted(set(tagged + labelled))
-    if ids:
+    # A source stage is the tagged parent of the pipeline image (and of the next source stage):
+    # it can only go once its children went, so what could not go is tried again.
+    for _ in range(12):  # a chain of deltas is at most 9 deep
+        if not ids:
+            break
         subprocess.run(["docker", "image", "rm", "-f", *ids], capture_output=True, check=False)
+        ids = [image_id for image_id in ids if image_present(image_id)]
 
 
 def _image_ids(*ls: str) -> list[str]:

@@ -6,8 +6,14 @@ nothing of parapipe but `parapipe.errors` (where `Location` lives, so errors sta
 
 from parapipe.errors import Location
 from parapipe.model.choices import ENGINE_CHOICES, ENGINE_NAMES, OUTPUT_MODES
-from parapipe.model.image import CA_BUNDLE_PATH, CA_ENV_VARS, ImagePlan
-from parapipe.model.labels import LABEL_CACHE, LABEL_PIPELINE, LABEL_RUN, LABEL_STEP
+from parapipe.model.image import CA_BUNDLE_PATH, CA_ENV_VARS, ImagePlan, SourceDelta
+from parapipe.model.labels import (
+    LABEL_CACHE,
+    LABEL_PIPELINE,
+    LABEL_RUN,
+    LABEL_SOURCE,
+    LABEL_STEP,
+)
 from parapipe.model.pipeline import (
     DEFAULT_WORKDIR,
     DockerfileBuild,
@@ -28,6 +34,7 @@ __all__ = [
     "LABEL_CACHE",
     "LABEL_PIPELINE",
     "LABEL_RUN",
+    "LABEL_SOURCE",
     "LABEL_STEP",
     "OUTPUT_MODES",
     "AttemptResult",
@@ -41,6 +48,7 @@ __all__ = [
     "Prewarm",
     "RunInfo",
     "RunResult",
+    "SourceDelta",
     "Status",
     "Step",
     "StepResult",

@@ -20,6 +20,17 @@ CA_ENV_VARS = (
 
 
 @dataclass(frozen=True, kw_only=True)
+class SourceDelta:
+    """The source stage built on an earlier one of the same pipeline: `previous` (its tag) with
+    `removed` paths deleted (and `emptied` folders only they held), then `changed` copied."""
+
+    previous: str
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    emptied: tuple[str, ...] = ()  # deepest first
+
+
+@dataclass(frozen=True, kw_only=True)
 class ImagePlan:
     """Everything that goes into the pipeline image, with its content hash already in `tag`."""
 
@@ -39,6 +50,11 @@ class ImagePlan:
     prepare_env: Mapping[str, str] = field(default_factory=dict)
     # `image.caches`: cache name -> container path, mounted while prepare and setup run.
     caches: Mapping[str, str] = field(default_factory=dict)
+    # The pre-setup stage (base, prepare, source) as an image of its own, tagged by its content
+    # hash, so that the next edit can build on it ("" for engines that build in one go), and
+    # how to make it: None for a full copy of the source.
+    source_tag: str = ""
+    delta: SourceDelta | None = None
 
     @property
     def pipeline(self) -> str:

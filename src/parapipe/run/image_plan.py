@@ -12,7 +12,8 @@ import re
 import ssl
 import stat
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -28,11 +29,13 @@ from parapipe.model import (
     ImageSpec,
     Pipeline,
 )
+from parapipe.run.state.digests import DigestCache
 
 # Bump when the way an image is made from the same inputs changes, so old tags stop matching.
-IMAGE_FORMAT: Final = "parapipe-image-v1"
+IMAGE_FORMAT: Final = "parapipe-image-v2"
 
 TAG_REPOSITORY: Final = "parapipe"
+SOURCE_REPOSITORY: Final = "parapipe-source"  # the pre-setup stage, kept for the next delta
 HASH_LENGTH: Final = 20
 SYSTEM_CA_BUNDLE: Final = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -73,10 +76,33 @@ def host_ca_bundle() -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class SourceManifest:
+    """What the source stage of a plan holds: `stage` hashes everything under the source (base,
+    env, CA, prepare), `files` maps each path to its kind, digest and size."""
+
+    stage: str
+    files: Mapping[str, tuple[str, str, int]]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(size for _, _, size in self.files.values())
+
+
 def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
     """Select the files, hash everything the image is made of, and name the image after it.
 
-    Blocking (it runs git and reads every file): call it from a worker thread.
+    Blocking (it runs git and stats every file): call it from a worker thread.
+    """
+    return plan_image_and_source(pipeline, base_id)[0]
+
+
+def plan_image_and_source(pipeline: Pipeline, base_id: str) -> tuple[ImagePlan, SourceManifest]:
+    """`plan_image`, with the manifest of its source stage (for a delta on the next edit).
+
+    Two hashes: the source stage's (base, env, labels, prepare, CA, files), which tags the
+    pre-setup image, and the image's, which adds the setup commands and tags the pipeline image.
+    A file's digest is read again only when its stat changed (`DigestCache`).
     """
     spec = pipeline.image  # checked when the spec was loaded (`parapipe.spec.image_checks`)
     files = tuple(select_source_files(spec.source, spec.exclude))
@@ -89,13 +115,20 @@ def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
     _feed(digest, IMAGE_FORMAT, base_id, spec.workdir)
     _feed(digest, "env", *_flatten(sorted(env.items())))
     _feed(digest, "labels", *_flatten(sorted(labels.items())))
-    prepare_files = _feed_prepare(digest, spec, files)
-    _feed(digest, "setup", str(len(spec.setup)), *spec.setup)
+    digests = DigestCache(pipeline.state_dir, spec.source)
+    prepare_files = _feed_prepare(digest, spec, files, digests)
     _feed(digest, "ca", _file_digest(ca_bundle) if ca_bundle is not None else "")
+    stage = digest.hexdigest()
     _feed(digest, "files", str(len(files)))
+    fingerprints: dict[str, tuple[str, str, int]] = {}
     for path in files:
-        _feed(digest, path, *_fingerprint(spec.source, path))
-    return ImagePlan(
+        fingerprint = _fingerprint(spec.source, path, digests)
+        fingerprints[path] = fingerprint
+        _feed(digest, path, *fingerprint[:2])
+    digests.save()
+    source_hash = digest.hexdigest()
+    _feed(digest, "setup", str(len(spec.setup)), *spec.setup)
+    plan = ImagePlan(
         tag=image_tag(pipeline.name, digest.hexdigest()),
         base_id=base_id,
         source=spec.source,
@@ -109,10 +142,14 @@ def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
         prepare=spec.prepare.run if spec.prepare else (),
         prepare_env=dict(spec.prepare.env) if spec.prepare else {},
         caches=dict(spec.caches),
+        source_tag=image_tag(pipeline.name, source_hash, SOURCE_REPOSITORY),
     )
+    return plan, SourceManifest(stage=stage, files=fingerprints)
 
 
-def _feed_prepare(digest: hashlib._Hash, spec: ImageSpec, files: Sequence[str]) -> tuple[str, ...]:
+def _feed_prepare(
+    digest: hashlib._Hash, spec: ImageSpec, files: Sequence[str], digests: DigestCache
+) -> tuple[str, ...]:
     """Feed `image.prepare` and `image.caches` to `digest`; return the files prepare gets.
 
     Nothing is fed without them, so the tags of images without `prepare` stay as they were.
@@ -134,7 +171,7 @@ def _feed_prepare(digest: hashlib._Hash, spec: ImageSpec, files: Sequence[str]) 
     _feed(digest, "prepare-env", *_flatten(sorted(prepare.env.items())))
     _feed(digest, "prepare-files", str(len(matched)))
     for path in matched:
-        _feed(digest, path, *_fingerprint(spec.source, path))
+        _feed(digest, path, *_fingerprint(spec.source, path, digests)[:2])
     return matched
 
 
@@ -158,8 +195,8 @@ def check_prepare_globs(spec: ImageSpec, files: Sequence[str]) -> None:
             )
 
 
-def image_tag(pipeline_name: str, content_hash: str) -> str:
-    return f"{TAG_REPOSITORY}/{repository_name(pipeline_name)}:{content_hash[:HASH_LENGTH]}"
+def image_tag(pipeline_name: str, content_hash: str, repository: str = TAG_REPOSITORY) -> str:
+    return f"{repository}/{repository_name(pipeline_name)}:{content_hash[:HASH_LENGTH]}"
 
 
 def repository_name(pipeline_name: str) -> str:
@@ -287,15 +324,16 @@ def _ignored(
     return False
 
 
-def _fingerprint(source: Path, path: str) -> tuple[str, str]:
-    """The kind of the file and a digest of what the image gets from it."""
+def _fingerprint(source: Path, path: str, digests: DigestCache) -> tuple[str, str, int]:
+    """The kind of the file, a digest of what the image gets from it (a regular file's from
+    `digests` while its stat is unchanged) and its size."""
     full = source / path
     try:
-        mode = full.lstat().st_mode
-        if stat.S_ISLNK(mode):
-            return "symlink", os.readlink(full)
-        kind = "executable" if mode & 0o111 else "file"
-        return kind, _file_digest(full)
+        status = full.lstat()
+        if stat.S_ISLNK(status.st_mode):
+            return "symlink", os.readlink(full), status.st_size
+        kind = "executable" if status.st_mode & 0o111 else "file"
+        return kind, digests.digest(full, path, status), status.st_size
     except OSError as exc:
         raise ImageBuildFailed(f"cannot read {full} for the image: {exc.strerror or exc}") from exc
 

@@ -143,7 +143,7 @@ def dockerfile_text(plan: ImagePlan, *, cache_mounts: bool = False, base: str = 
     `image.caches` while prepare and setup run; they never become part of a layer. `base`
     names the base image for BuildKit, which cannot start `FROM` an image id.
     """
-    mounts = _cache_mounts(plan) if cache_mounts else ""
+    mounts = cache_mount_flags(plan) if cache_mounts else ""
     lines = [f"# parapipe {plan.tag}", f"FROM {base or plan.base_id}"]
     if plan.labels:
         lines.append("LABEL " + _assignments(plan.labels))
@@ -164,7 +164,7 @@ def dockerfile_text(plan: ImagePlan, *, cache_mounts: bool = False, base: str = 
     return "\n".join(lines) + "\n"
 
 
-def _cache_mounts(plan: ImagePlan) -> str:
+def cache_mount_flags(plan: ImagePlan) -> str:
     """`--mount=type=cache,…` flags for `image.caches`, one per cache, ending in a space.
 
     The id is the volume name steps' `caches` use, so the builder's cache is per pipeline and
