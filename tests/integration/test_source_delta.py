@@ -14,8 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from parapipe.engine.docker import buildkit
 from parapipe.model import LABEL_PIPELINE
-from tests.helpers.docker import BUSYBOX, docker_answers, remove_pipeline_images
+from tests.helpers.docker import (
+    BUSYBOX,
+    docker_answers,
+    prune_cache_mounts,
+    remove_pipeline_images,
+)
 from tests.helpers.podman import why_podman_cannot_run
 from tests.helpers.project import Project
 
@@ -44,14 +50,24 @@ echo "setup saw:"; cat /setup-saw.txt
 """
 
 
-@pytest.fixture(params=["docker", "podman"])
+@pytest.fixture(params=["docker", "docker-buildkit", "podman"])
 def engine(request: pytest.FixtureRequest, project: Project) -> Iterator[str]:
+    """The engine to build with. `docker-buildkit`: Docker with `image.caches`, which builds
+    with BuildKit through whichever client answers with it (Debian's own here)."""
     name: str = request.param
     if name == "podman" and (why := why_podman_cannot_run()) is not None:
         pytest.skip(why)
-    yield name
+    if name == "docker-buildkit":
+        if buildkit.candidates("docker")[-1] != buildkit.DISTRIBUTION_CLIENT:
+            pytest.skip("no client here builds with BuildKit")
+        # The marker names the build cache's mount, so that it can be pruned afterwards.
+        with_cache = SPEC.replace("/setup-saw.txt", f"/setup-saw.txt; : {project.name}")
+        project.write_spec(with_cache.replace("steps:", "  caches: {c: /cache}\nsteps:"))
+    yield name.partition("-")[0]
     if name == "podman":
         remove_podman_images(project.name)
+    if name == "docker-buildkit":
+        prune_cache_mounts(project.name)
 
 
 def remove_podman_images(pipeline: str) -> None:
@@ -124,7 +140,8 @@ def forget_everything(project: Project, engine: str) -> None:
 
 
 def test_a_delta_builds_what_a_clean_build_does(project: Project, engine: str) -> None:
-    project.write_spec(SPEC)
+    if not project.spec.exists():
+        project.write_spec(SPEC)
     write_tree(project.root)
     assert "image: full copy (no previous source image)" in run(project, engine)
     edit_tree(project.root)

@@ -47,21 +47,23 @@ ALWAYS_EXCLUDED: Final = frozenset({".git", ".parapipe"})
 _GIT_ENV_KEPT: Final = ("GIT_EXEC_PATH", "GIT_CONFIG_")
 
 
-def select_source_files(source: Path, exclude: Sequence[str]) -> list[str]:
+def select_source_files(
+    source: Path, exclude: Sequence[str], stats: dict[str, os.stat_result] | None = None
+) -> list[str]:
     """The files of `source` that go into the image: POSIX paths relative to it, sorted.
 
     Regular files and symlinks only. Git-ignored files are left out (by git itself inside a work
     tree, else by the `.gitignore` files found in the tree), then whatever matches `exclude`.
+    The `lstat` of files git listed goes into `stats`, so that they are not asked twice.
     """
-    candidates = _git_files(source)
+    candidates = _git_files(source, stats)
     if candidates is None:
         candidates = _walked_files(source)
-    excluded = pathspec.GitIgnoreSpec.from_lines(exclude)
-    return sorted(
-        path
-        for path in candidates
-        if ALWAYS_EXCLUDED.isdisjoint(path.split("/")) and not excluded.match_file(path)
-    )
+    kept = (path for path in candidates if ALWAYS_EXCLUDED.isdisjoint(path.split("/")))
+    if exclude:
+        excluded = pathspec.GitIgnoreSpec.from_lines(exclude)
+        kept = (path for path in kept if not excluded.match_file(path))
+    return sorted(kept)
 
 
 def host_ca_bundle() -> Path | None:
@@ -105,7 +107,8 @@ def plan_image_and_source(pipeline: Pipeline, base_id: str) -> tuple[ImagePlan, 
     A file's digest is read again only when its stat changed (`DigestCache`).
     """
     spec = pipeline.image  # checked when the spec was loaded (`parapipe.spec.image_checks`)
-    files = tuple(select_source_files(spec.source, spec.exclude))
+    stats: dict[str, os.stat_result] = {}
+    files = tuple(select_source_files(spec.source, spec.exclude, stats))
     ca_bundle = host_ca_bundle() if spec.host_ca else None
     env = dict(spec.env)
     if ca_bundle is not None:
@@ -115,7 +118,7 @@ def plan_image_and_source(pipeline: Pipeline, base_id: str) -> tuple[ImagePlan, 
     _feed(digest, IMAGE_FORMAT, base_id, spec.workdir)
     _feed(digest, "env", *_flatten(sorted(env.items())))
     _feed(digest, "labels", *_flatten(sorted(labels.items())))
-    digests = DigestCache(pipeline.state_dir, spec.source)
+    digests = DigestCache(pipeline.state_dir, spec.source, stats)
     prepare_files = _feed_prepare(digest, spec, files, digests)
     _feed(digest, "ca", _file_digest(ca_bundle) if ca_bundle is not None else "")
     stage = digest.hexdigest()
@@ -207,7 +210,7 @@ def repository_name(pipeline_name: str) -> str:
     return name or "pipeline"
 
 
-def _git_files(source: Path) -> list[str] | None:
+def _git_files(source: Path, stats: dict[str, os.stat_result] | None = None) -> list[str] | None:
     """What git would add under `source` (tracked plus untracked-not-ignored), or None when
     `source` is not in a git work tree or git is missing."""
     env = {
@@ -236,15 +239,20 @@ def _git_files(source: Path) -> list[str] | None:
     if listing.returncode != 0:
         return None
     files: list[str] = []
+    root = os.fspath(source)
     # A path shows up once per merge stage while a conflict is unresolved.
     for entry in sorted({os.fsdecode(raw) for raw in listing.stdout.split(b"\0") if raw}):
         path = entry.rstrip("/")
         try:
-            mode = (source / path).lstat().st_mode
+            # Plain strings, not Path: this runs once per file of a large tree.
+            status = os.lstat(os.path.join(root, path))
         except FileNotFoundError:
             continue  # tracked, but deleted from the work tree
+        mode = status.st_mode
         if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
             files.append(path)
+            if stats is not None:
+                stats[path] = status
         elif stat.S_ISDIR(mode) and path.split("/")[-1] not in ALWAYS_EXCLUDED:
             # A submodule, or a nested repository git lists as one untracked folder: it has
             # its own ignore rules.
@@ -327,9 +335,9 @@ def _ignored(
 def _fingerprint(source: Path, path: str, digests: DigestCache) -> tuple[str, str, int]:
     """The kind of the file, a digest of what the image gets from it (a regular file's from
     `digests` while its stat is unchanged) and its size."""
-    full = source / path
+    full = f"{source}/{path}"  # not os.path.join: once per file of a large tree
     try:
-        status = full.lstat()
+        status = digests.lstat(full, path)
         if stat.S_ISLNK(status.st_mode):
             return "symlink", os.readlink(full), status.st_size
         kind = "executable" if status.st_mode & 0o111 else "file"

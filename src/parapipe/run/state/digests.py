@@ -33,7 +33,9 @@ def stat_key(status: os.stat_result) -> tuple[int, int, int, int]:
 class DigestCache:
     """Content digests of files under one folder, reused while their stat says unchanged."""
 
-    def __init__(self, state_dir: Path, source: Path) -> None:
+    def __init__(
+        self, state_dir: Path, source: Path, stats: dict[str, os.stat_result] | None = None
+    ) -> None:
         name = hashlib.sha256(os.fsencode(source.absolute())).hexdigest()[:16]
         self.path = state_dir / CACHE_FOLDER / f"{name}.json"
         self._old: dict[str, Entry] = {}
@@ -42,9 +44,16 @@ class DigestCache:
         # Entries with an mtime at or after this are racy: not trusted (the cache's own mtime).
         self._written_ns = 0
         self.hashed = 0  # files read this time, for tests and the benchmark
+        self._stats = stats or {}  # `lstat`s already made while listing the files
         self._load()
 
-    def digest(self, full: Path, path: str, status: os.stat_result) -> str:
+    def lstat(self, full: str, path: str) -> os.stat_result:
+        """The `lstat` of `full` (`path` in the cache): the one made while listing, or a new one.
+        Raises OSError."""
+        known = self._stats.get(path)
+        return known if known is not None else os.lstat(full)
+
+    def digest(self, full: str | Path, path: str, status: os.stat_result) -> str:
         """The sha256 of the regular file `full` (`path` in the cache), whose `lstat` is
         `status`: from the cache when it can be trusted, else read. Raises OSError."""
         key = stat_key(status)
@@ -52,10 +61,15 @@ class DigestCache:
         if seen is not None and seen[:4] == key:
             return seen[4]
         known = self._old.get(path)
-        if known is not None and known[:4] == key and key[1] < self._written_ns:
+        if (
+            known is not None
+            and known[:4] == key
+            and key[1] < self._written_ns
+            and isinstance(known[4], str)
+        ):
             self._new[path] = known
             return known[4]
-        with full.open("rb") as content:
+        with open(full, "rb") as content:
             # Read in chunks: a large file is never held in memory whole.
             digest = hashlib.file_digest(content, "sha256").hexdigest()
         self.hashed += 1
@@ -90,11 +104,10 @@ class DigestCache:
         files = loaded.get("files")
         if not isinstance(files, dict):
             return
-        for path, entry in files.items():
-            if (
-                isinstance(entry, list)
-                and len(entry) == 5
-                and all(isinstance(number, int) for number in entry[:4])
-                and isinstance(entry[4], str)
-            ):
-                self._old[path] = (entry[0], entry[1], entry[2], entry[3], entry[4])
+        # Not checked entry by entry (a large tree has many): `digest` trusts an entry only when
+        # its four numbers equal a stat's and its digest is a string.
+        self._old = {
+            path: tuple(entry)
+            for path, entry in files.items()
+            if isinstance(entry, list) and len(entry) == 5
+        }
