@@ -182,7 +182,7 @@ def make_self(root: Path, name: str) -> Project:
 
     def edit_source(number: int) -> None:
         with target.open("a") as module:
-            module.write(f"\n# edit {number}\n")
+            module.write(f"\n\nEDIT_{number} = {number}\n")  # as `ruff format` writes it
 
     floor = [f"{HOST_BIN}/ruff check .", f"{HOST_BIN}/ruff format --check ."]
     return Project("self", name, root, "pipelines/ci.yaml", ["lint", "format"], floor, edit_source)

@@ -3,12 +3,15 @@ delta between two source stages, and old source stages pruned beside the pipelin
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
+from parapipe.engine.docker import stages
 from parapipe.engine.docker.old_images import ListedImage, images_to_remove
+from parapipe.model import ImagePlan, SourceDelta
 from parapipe.run.image_plan import SourceManifest
 from parapipe.run.source_delta import MAX_REMOVED_CHARS, compute_delta
 from parapipe.run.state.digests import DigestCache
@@ -80,8 +83,8 @@ def test_a_replaced_file_is_read_again(tree: Path, tmp_path: Path) -> None:
 def test_an_unreadable_cache_is_an_empty_one(tree: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
     digest_twice(tree, state)
-    for cache in (state / "digests").iterdir():
-        cache.write_text("{not json")
+    for written in (state / "digests").iterdir():
+        written.write_text("{not json")
     cache = DigestCache(state, tree)
     cache.digest(tree / "a.txt", "a.txt", (tree / "a.txt").lstat())
     assert cache.hashed == 1
@@ -156,3 +159,40 @@ def test_source_stages_are_kept_apart_from_pipeline_images() -> None:
     ]
     doomed = images_to_remove(images, keep=2, keep_ids=frozenset(), in_use=frozenset())
     assert doomed == ["parapipe/p:1", "parapipe-source/p:1"]
+
+
+def stage_plan(**overrides: object) -> ImagePlan:
+    values: dict[str, object] = {
+        "tag": "parapipe/p:final",
+        "base_id": "sha256:" + "b" * 64,
+        "source": Path("/src"),
+        "files": ("a.txt",),
+        "workdir": "/src",
+        "env": {},
+        "setup": ("make",),
+        "ca_bundle": None,
+        "labels": {"io.parapipe.pipeline": "p"},
+        "source_tag": "parapipe-source/p:abc",
+    }
+    return ImagePlan(**(values | overrides))  # type: ignore[arg-type]
+
+
+def test_the_delta_dockerfile_deletes_then_copies_and_labels_as_a_full_copy_does() -> None:
+    delta = SourceDelta(
+        previous="parapipe-source/p:old",
+        changed=("a.txt",),
+        removed=("-odd name", "gone/x"),
+        emptied=("gone",),
+    )
+    text = stages.delta_dockerfile(stage_plan(delta=delta))
+    lines = text.splitlines()
+    assert lines[1] == "FROM parapipe-source/p:old"
+    run = json.loads(lines[2].removeprefix("RUN "))
+    assert run[3:] == ["parapipe-delta", "2", "-odd name", "gone/x", "gone"]
+    assert lines[3] == 'COPY ["delta/", "./"]'
+    label = 'LABEL io.parapipe.source="abc"'
+    assert lines[4] == label
+    assert stages.source_dockerfile(stage_plan(), cache_mounts=False).endswith(label + "\n")
+    setup = stages.setup_dockerfile(stage_plan(), cache_mounts=False).splitlines()
+    assert setup[1] == "FROM parapipe-source/p:abc"
+    assert "make" in setup[2]
