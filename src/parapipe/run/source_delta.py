@@ -24,7 +24,7 @@ MAX_CHAIN: Final = 8
 MAX_DELTA_SHARE: Final = 0.25  # of the source's bytes
 # The paths to delete go on one RUN line of the Dockerfile: past this, a full copy is simpler.
 MAX_REMOVED_CHARS: Final = 32_000
-LOOKED_AT: Final = 2  # remembered source stages asked of the engine before giving up
+LOOKED_AT: Final = 3  # remembered source stages asked of the engine before giving up
 
 
 async def build_image(
@@ -50,12 +50,14 @@ async def build_image(
                 f" on {delta.previous}"
             )
             plan = replace(plan, delta=delta)
-    image_id = await engine.build_image(plan, log)
+    # Remembered before building: when `setup` fails after the source stage was built, the
+    # next attempt finds the stage with its chain length. A stage that was never built is
+    # passed over, as the engine is asked whether it exists.
     try:
         store.remember(SourceRecord(plan.source_tag, manifest.stage, chain), manifest.files)
     except OSError as exc:  # only the next edit is slower
         log(f"parapipe: cannot remember the source stage: {exc.strerror or exc}")
-    return image_id
+    return await engine.build_image(plan, log)
 
 
 async def _choose(
