@@ -51,6 +51,7 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parent.parent
 PARAPIPE = [sys.executable, "-m", "parapipe"]
 HOST_BIN = Path(sys.executable).parent  # the venv parapipe runs from: ruff, mypy, pytest
+VERBOSE = bool(os.environ.get("EDIT_LOOP_VERBOSE"))  # every run's output tail on stderr
 IMAGE_LINE = re.compile(r"^image: (built|reused) (\S+)(?: in ([\d.]+)s)?", re.MULTILINE)
 
 LIB_SPEC = """\
@@ -177,7 +178,10 @@ def make_self(root: Path, name: str) -> Project:
     if done.returncode != 0:
         raise SystemExit(f"cannot clone {REPOSITORY}: {done.stderr.strip()}")
     spec = root / "pipelines" / "ci.yaml"
-    spec.write_text(re.sub(r"^name: .*$", f"name: {name}", spec.read_text(), flags=re.M))
+    text = re.sub(r"^name: .*$", f"name: {name}", spec.read_text(), flags=re.M)
+    # A marker in the prepare command, for `remove_build_cache`.
+    text = text.replace("rm /tmp/deps.txt", f"rm /tmp/deps.txt; : {name}")
+    spec.write_text(text)
     target = root / "src" / "parapipe" / "globs.py"
 
     def edit_source(number: int) -> None:
@@ -217,6 +221,8 @@ def run_parapipe(project: Project) -> tuple[float, float | None]:
     started = time.perf_counter()
     done = sh(argv, project.root, NO_COLOR="1")
     wall = time.perf_counter() - started
+    if VERBOSE:
+        print(f"--- {project.key}: {wall:.2f}s\n{done.stdout[-1500:]}", file=sys.stderr)
     if done.returncode != 0:
         raise SystemExit(f"{project.key}: parapipe run failed:\n{done.stdout[-3000:]}")
     found = IMAGE_LINE.search(done.stdout)
@@ -244,20 +250,31 @@ def remove_images(name: str) -> None:
         sh(["docker", "image", "rm", "-f", *ids])
 
 
-def remove_cache_mounts(marker: str) -> None:
-    """BuildKit's `RUN --mount=type=cache` caches first used by a command holding `marker`."""
-    listed = sh(["docker", "system", "df", "-v", "--format", "{{json .BuildCache}}"])
-    if listed.returncode != 0 or not Path("/usr/bin/docker").exists():
+def remove_build_cache(marker: str) -> None:
+    """BuildKit's cache of the pipeline: its layers and its `RUN --mount=type=cache` caches,
+    found by `marker` in the command that made them (the prepare command carries it). Without
+    this a "cold" run would find its `prepare` layer in BuildKit's cache."""
+    if not Path("/usr/bin/docker").exists():
         return
-    for entry in json.loads(listed.stdout or "[]") or []:
-        if entry.get("CacheType") == "exec.cachemount" and marker in entry.get("Description", ""):
-            sh(["/usr/bin/docker", "builder", "prune", "-f", "--filter", f"id={entry['ID']}"],
+    for _ in range(3):  # a record goes once the records made on top of it went
+        listed = sh(["docker", "system", "df", "-v", "--format", "{{json .BuildCache}}"])
+        if listed.returncode != 0:
+            return
+        marked = [
+            entry["ID"]
+            for entry in json.loads(listed.stdout or "[]") or []
+            if marker in entry.get("Description", "")
+        ]
+        if not marked:
+            return
+        for cache_id in marked:
+            sh(["/usr/bin/docker", "builder", "prune", "-f", "--filter", f"id={cache_id}"],
                DOCKER_BUILDKIT="1")  # fmt: skip
 
 
 def cold_start(project: Project) -> None:
     remove_images(project.name)
-    remove_cache_mounts(project.name)
+    remove_build_cache(project.name)
     shutil.rmtree(project.root / ".parapipe", ignore_errors=True)
 
 
@@ -326,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for project in projects:
             remove_images(project.name)
-            remove_cache_mounts(project.name)
+            remove_build_cache(project.name)
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
