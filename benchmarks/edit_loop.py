@@ -180,7 +180,7 @@ def make_self(root: Path, name: str) -> Project:
     spec = root / "pipelines" / "ci.yaml"
     text = re.sub(r"^name: .*$", f"name: {name}", spec.read_text(), flags=re.M)
     # A marker in the prepare command, for `remove_build_cache`.
-    text = text.replace("rm /tmp/deps.txt", f"rm /tmp/deps.txt; : {name}")
+    text = text.replace("rm /tmp/deps.txt", f"rm /tmp/deps.txt; true {name}")
     spec.write_text(text)
     target = root / "src" / "parapipe" / "globs.py"
 
@@ -224,7 +224,7 @@ def run_parapipe(project: Project) -> tuple[float, float | None]:
     if VERBOSE:
         print(f"--- {project.key}: {wall:.2f}s\n{done.stdout[-1500:]}", file=sys.stderr)
     if done.returncode != 0:
-        raise SystemExit(f"{project.key}: parapipe run failed:\n{done.stdout[-3000:]}")
+        raise SystemExit(f"{project.key}: parapipe run failed:\n{done.stdout[-3000:]}{done.stderr}")
     found = IMAGE_LINE.search(done.stdout)
     image = float(found.group(3)) if found and found.group(3) else (0.0 if found else None)
     return wall, image

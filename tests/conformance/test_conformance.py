@@ -19,7 +19,7 @@ from parapipe.reporters.base import Reporter
 from parapipe.run.pipeline_run import RunOptions, run_pipeline
 from parapipe.spec.load import load_pipeline
 from tests.conformance.pipelines import ALL, PASS, Conformance
-from tests.helpers.docker import prune_cache_mounts
+from tests.helpers.docker import prune_cache_mounts, remove_pipeline_images
 from tests.helpers.podman import remove_buildah_cache_mounts
 
 # The engines that start step containers ahead of the steps (`parapipe run --no-prewarm` stops
@@ -56,6 +56,7 @@ def pipeline_name(engine: str) -> Iterator[str]:
     ours |= set(_images(engine, "--filter", "dangling=true")) - dangling_before
     if ours:
         subprocess.run([engine, "image", "rm", "-f", *sorted(ours)], capture_output=True)
+    remove_pipeline_images(name, engine)  # its source stages too
     remove_buildah_cache_mounts(name)
     if engine == "docker":
         prune_cache_mounts("/prepared-saw")  # the PREPARE case's first command

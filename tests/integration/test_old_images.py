@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from parapipe.model import LABEL_PIPELINE
-from tests.helpers.docker import BUSYBOX, docker_answers
+from tests.helpers.docker import BUSYBOX, docker_answers, remove_pipeline_images
 from tests.helpers.podman import why_podman_cannot_run
 from tests.helpers.project import Project
 
@@ -62,6 +62,7 @@ def podman_ready(project: Project) -> Iterator[None]:
     ).stdout.split()  # fmt: skip
     if every:
         subprocess.run(["podman", "rmi", "-f", *set(every)], capture_output=True, check=False)
+    remove_pipeline_images(project.name, "podman")  # the source stages that were parents
 
 
 def test_twenty_edits_leave_the_newest_three_images_and_no_untagged_one(project: Project) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from parapipe.engine.docker import buildkit
-from parapipe.model import LABEL_PIPELINE
 from tests.helpers.docker import (
     BUSYBOX,
     docker_answers,
@@ -65,20 +64,9 @@ def engine(request: pytest.FixtureRequest, project: Project) -> Iterator[str]:
         project.write_spec(with_cache.replace("steps:", "  caches: {c: /cache}\nsteps:"))
     yield name.partition("-")[0]
     if name == "podman":
-        remove_podman_images(project.name)
+        remove_pipeline_images(project.name, "podman")
     if name == "docker-buildkit":
         prune_cache_mounts(project.name)
-
-
-def remove_podman_images(pipeline: str) -> None:
-    for _ in range(12):  # parents (the source stages) go once their children went
-        listed = subprocess.run(
-            ["podman", "images", "-aq", "--filter", f"label={LABEL_PIPELINE}={pipeline}"],
-            capture_output=True, text=True, check=False,
-        ).stdout.split()  # fmt: skip
-        if not listed:
-            return
-        subprocess.run(["podman", "rmi", "-f", *set(listed)], capture_output=True, check=False)
 
 
 def write_tree(root: Path) -> None:
@@ -135,7 +123,7 @@ def forget_everything(project: Project, engine: str) -> None:
     if engine == "docker":
         remove_pipeline_images(project.name)
     else:
-        remove_podman_images(project.name)
+        remove_pipeline_images(project.name, "podman")
     shutil.rmtree(project.root / ".parapipe" / "sources")
 
 
