@@ -28,8 +28,9 @@ Usage
   python benchmarks/edit_loop.py                         # lib, self, big; 3 repetitions
   python benchmarks/edit_loop.py --projects big --repeat 1
 
-Every image, cache mount and temporary folder the script made is removed at the end, also
-after a failure or Ctrl-C.
+Every image, BuildKit cache record and temporary folder the script made is removed at the end,
+also after a failure or Ctrl-C. A run that fails is said and left out of the medians; the exit
+status is then 1.
 """
 
 from __future__ import annotations
@@ -329,23 +330,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="parapipe-edit-loop-"))
     projects: list[Project] = []
+    status = 1
     try:
         for key in options.projects:
             root = scratch / key
             root.mkdir()
             projects.append(MAKERS[key](root, f"edit-loop-{key}-{os.getpid()}"))
+        failures: list[str] = []
         for repetition in range(options.repeat):
             for project in projects:
-                one_repetition(project, repetition)
+                try:
+                    one_repetition(project, repetition)
+                except SystemExit as failure:  # one failed run: said, and the others go on
+                    failures.append(f"repetition {repetition + 1} of {project.key}: {failure}")
                 print(f"repetition {repetition + 1}: {project.key} done", file=sys.stderr)
         print("Median wall seconds of", options.repeat, "repetition(s):\n")
         print(table(projects))
+        status = 1 if failures else 0
+        for failed in failures:
+            print(f"\nFAILED (left out of the medians): {failed}")
     finally:
         for project in projects:
             remove_images(project.name)
             remove_build_cache(project.name)
         shutil.rmtree(scratch, ignore_errors=True)
-    return 0
+    return status
 
 
 if __name__ == "__main__":
