@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from parapipe.engine.registry import choose_engine
-from parapipe.model import LABEL_RUN, RunResult, StepResult
+from parapipe.model import LABEL_PIPELINE, LABEL_RUN, RunResult, StepResult
 from parapipe.reporters.base import Reporter
 from parapipe.run.pipeline_run import RunOptions, run_pipeline
 from parapipe.spec.load import load_pipeline
@@ -48,12 +48,15 @@ def pipeline_name(engine: str) -> Iterator[str]:
     if engine not in ("docker", "podman"):
         yield name
         return
-    dangling_before = set(_images(engine, "--filter", "dangling=true"))
+    # Only this pipeline's: another build running meanwhile has its newest layer dangling
+    # until its next step builds on it, and removing that breaks that build.
+    ours_dangling = ("--filter", "dangling=true", "--filter", f"label={LABEL_PIPELINE}={name}")
+    dangling_before = set(_images(engine, *ours_dangling))
     yield name
     # Images are a run's product, meant to be reused; the suite's own are not. Nor are the
     # untagged layers a failed build leaves (Podman keeps them as images).
     ours = set(_images(engine, f"parapipe/{name}"))
-    ours |= set(_images(engine, "--filter", "dangling=true")) - dangling_before
+    ours |= set(_images(engine, *ours_dangling)) - dangling_before
     if ours:
         subprocess.run([engine, "image", "rm", "-f", *sorted(ours)], capture_output=True)
     remove_pipeline_images(name, engine)  # its source stages too
