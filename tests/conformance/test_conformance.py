@@ -19,7 +19,7 @@ from parapipe.reporters.base import Reporter
 from parapipe.run.pipeline_run import RunOptions, run_pipeline
 from parapipe.spec.load import load_pipeline
 from tests.conformance.pipelines import ALL, PASS, Conformance
-from tests.helpers.docker import prune_cache_mounts
+from tests.helpers.docker import prune_cache_mounts, remove_pipeline_images
 from tests.helpers.podman import remove_buildah_cache_mounts
 
 # The engines that start step containers ahead of the steps (`parapipe run --no-prewarm` stops
@@ -48,12 +48,15 @@ def pipeline_name(engine: str) -> Iterator[str]:
     if engine not in ("docker", "podman"):
         yield name
         return
-    dangling_before = set(_images(engine, "--filter", "dangling=true"))
+    # Only this pipeline's: another build running meanwhile has its newest layer dangling
+    # until its next step builds on it, and removing that breaks that build.
+    ours_dangling = ("--filter", "dangling=true", "--filter", f"label={LABEL_PIPELINE}={name}")
+    dangling_before = set(_images(engine, *ours_dangling))
     yield name
     # Images are a run's product, meant to be reused; the suite's own are not. Nor are the
     # untagged layers a failed build leaves (Podman keeps them as images).
     ours = set(_images(engine, f"parapipe/{name}"))
-    ours |= set(_images(engine, "--filter", "dangling=true")) - dangling_before
+    ours |= set(_images(engine, *ours_dangling)) - dangling_before
     if ours:
         subprocess.run([engine, "image", "rm", "-f", *sorted(ours)], capture_output=True)
     volumes = subprocess.run(
@@ -62,6 +65,7 @@ def pipeline_name(engine: str) -> Iterator[str]:
     ).stdout.split()  # fmt: skip
     if volumes:
         subprocess.run([engine, "volume", "rm", "-f", *volumes], capture_output=True)
+    remove_pipeline_images(name, engine)  # its source stages too
     remove_buildah_cache_mounts(name)
     if engine == "docker":
         prune_cache_mounts("/prepared-saw")  # the PREPARE case's first command

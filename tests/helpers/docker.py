@@ -39,23 +39,34 @@ def containers_labelled(run_id: str) -> list[str]:
     return listed.stdout.split()
 
 
-def remove_pipeline_images(pipeline: str) -> None:
+def remove_pipeline_images(pipeline: str, engine: str = "docker") -> None:
     """Images are the product of a run and are meant to be reused; the tests' own are not.
 
     A build whose setup fails leaves the image of its last good step behind, untagged but
     labelled with the pipeline, and the legacy builder's intermediate images carry the label
-    too: every image labelled with the test's own pipeline goes."""
-    if shutil.which("docker") is None:
+    too: every image labelled with the test's own pipeline goes, its source stages
+    (`parapipe-source/<name>`) included."""
+    if shutil.which(engine) is None:
         return
-    tagged = _image_ids("ls", "-q", f"parapipe/{pipeline}")
-    labelled = _image_ids("ls", "-aq", "--filter", f"label={LABEL_PIPELINE}={pipeline}")
+    tagged = _image_ids(engine, "ls", "-q", f"parapipe/{pipeline}")
+    labelled = _image_ids(engine, "ls", "-aq", "--filter", f"label={LABEL_PIPELINE}={pipeline}")
     ids = sorted(set(tagged + labelled))
-    if ids:
-        subprocess.run(["docker", "image", "rm", "-f", *ids], capture_output=True, check=False)
+    # A source stage is the tagged parent of the pipeline image (and of the next source stage):
+    # it can only go once its children went, so what could not go is tried again.
+    for _ in range(12):  # a chain of deltas is at most 9 deep
+        if not ids:
+            break
+        subprocess.run([engine, "image", "rm", "-f", *ids], capture_output=True, check=False)
+        ids = [image_id for image_id in ids if _image_present(engine, image_id)]
 
 
-def _image_ids(*ls: str) -> list[str]:
-    listed = subprocess.run(["docker", "image", *ls], capture_output=True, text=True, check=False)
+def _image_present(engine: str, ref: str) -> bool:
+    probe = subprocess.run([engine, "image", "inspect", ref], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def _image_ids(engine: str, *ls: str) -> list[str]:
+    listed = subprocess.run([engine, "image", *ls], capture_output=True, text=True, check=False)
     return listed.stdout.split()
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pexpect
 import pytest
 
+from tests.helpers.docker import remove_pipeline_images
 from tests.helpers.isolated_engine import IsolatedEngine
 from tests.helpers.podman import why_podman_cannot_run
 from tests.helpers.project import Project
@@ -67,6 +68,7 @@ def engine(
         built = engine_cli("podman", "image", "ls", "-q", f"parapipe/{project.name}").split()
         if built:
             engine_cli("podman", "image", "rm", "-f", *built)
+        remove_pipeline_images(project.name, "podman")  # its source stages too
 
 
 def engine_cli(engine: str, *args: str) -> str:

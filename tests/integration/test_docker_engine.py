@@ -28,7 +28,7 @@ from parapipe.model import (
     Pipeline,
 )
 from parapipe.run.image_plan import host_ca_bundle, plan_image
-from tests.helpers.docker import BUSYBOX
+from tests.helpers.docker import BUSYBOX, remove_pipeline_images
 from tests.helpers.steps import make_step_run
 
 
@@ -101,6 +101,7 @@ def pipeline_name() -> Iterator[str]:
     ids = sorted(set(images.split()) | set(tagged.split()))
     if ids:
         docker("image", "rm", "-f", *ids)
+    remove_pipeline_images(name)  # the source stages that were parents of those
     assert not leftover, f"build containers left behind: {leftover}"
 
 

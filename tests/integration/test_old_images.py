@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from parapipe.model import LABEL_PIPELINE
-from tests.helpers.docker import BUSYBOX, docker_answers
+from tests.helpers.docker import BUSYBOX, docker_answers, remove_pipeline_images
 from tests.helpers.podman import why_podman_cannot_run
 from tests.helpers.project import Project
 
@@ -26,15 +26,22 @@ steps:
 """
 
 
-def pipeline_images(engine: str, project: Project, *, every: bool = False) -> list[str]:
+def pipeline_images(
+    engine: str, project: Project, *, every: bool = False, sources: bool = False
+) -> list[str]:
     """`REPOSITORY:TAG` of the pipeline's images (`<none>:<none>` for an untagged one); with
-    `every`, the intermediate layers' images too."""
+    `every`, the intermediate layers' images too; with `sources`, only its source stages
+    (`parapipe-source/…`, kept beside them for the next edit's delta)."""
     argv = [engine, "images", "--no-trunc", "--filter", f"label={LABEL_PIPELINE}={project.name}"]
     listed = subprocess.run(
         [*argv, *(["-a"] if every else []), "--format", "{{.Repository}}:{{.Tag}}"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return listed.stdout.split()
+    return [
+        reference
+        for reference in listed.stdout.split()
+        if ("parapipe-source/" in reference) == sources
+    ]
 
 
 def edit_and_run(project: Project, text: str, *options: str) -> None:
@@ -55,6 +62,7 @@ def podman_ready(project: Project) -> Iterator[None]:
     ).stdout.split()  # fmt: skip
     if every:
         subprocess.run(["podman", "rmi", "-f", *set(every)], capture_output=True, check=False)
+    remove_pipeline_images(project.name, "podman")  # the source stages that were parents
 
 
 def test_twenty_edits_leave_the_newest_three_images_and_no_untagged_one(project: Project) -> None:
@@ -64,6 +72,7 @@ def test_twenty_edits_leave_the_newest_three_images_and_no_untagged_one(project:
     images = pipeline_images("docker", project)
     assert len(images) == 3, images
     assert "<none>:<none>" not in images
+    assert len(pipeline_images("docker", project, sources=True)) == 3
     newest = project.last_run() / "image.build.log"
     assert "parapipe: removed the old image" in newest.read_text()
 
@@ -111,6 +120,7 @@ def test_podman_keeps_the_newest_too_and_its_layers_go(project: Project) -> None
     images = pipeline_images("podman", project)
     assert len(images) == 2, images
     assert "<none>:<none>" not in images
+    assert len(pipeline_images("podman", project, sources=True)) == 2
     layers_of_two = len(pipeline_images("podman", project, every=True))
     pruned = project.run(
         "cache", "prune", "-f", "ci.yaml", "--images", "--keep", "1", "--engine", "podman"

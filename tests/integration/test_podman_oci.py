@@ -19,7 +19,7 @@ from parapipe.engine.docker.engine import PodmanEngine
 from parapipe.engine.docker.podman_setup import fix_hint
 from parapipe.errors import EngineError
 from parapipe.model import LABEL_RUN
-from tests.helpers.docker import BUSYBOX, docker_answers
+from tests.helpers.docker import BUSYBOX, docker_answers, remove_pipeline_images
 from tests.helpers.podman import why_podman_cannot_run
 from tests.helpers.project import Project
 
@@ -57,6 +57,7 @@ def podman_images(project: Project) -> Iterator[list[str]]:
     built = podman("image", "ls", "-q", f"parapipe/{project.name}").stdout.decode().split()
     if added or built:
         podman("image", "rm", "-f", *added, *sorted(set(built)))
+    remove_pipeline_images(project.name, "podman")  # its source stages too
 
 
 def step_logs(run_dir: Path) -> dict[str, list[str]]:

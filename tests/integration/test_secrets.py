@@ -300,6 +300,7 @@ def test_no_value_is_in_ps_or_in_any_container_config_while_a_step_runs(
             ).stdout.split()  # fmt: skip
             if built:
                 subprocess.run(["podman", "image", "rm", "-f", *set(built)], check=False)
+            remove_pipeline_images(project.name, "podman")  # its source stages too
     shown = output.read_text()
     assert process.returncode == 0, shown
     assert "started with *** ***" in shown

@@ -153,6 +153,9 @@ class Engine(ABC):
     """
 
     name: ClassVar[str]
+    # Whether `build_image` builds the pre-setup source stage as an image of its own
+    # (`ImagePlan.source_tag`), which the next edit's `ImagePlan.delta` builds on.
+    source_stages: ClassVar[bool] = False
 
     @abstractmethod
     async def check(self) -> None:

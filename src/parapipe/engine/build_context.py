@@ -25,6 +25,7 @@ from parapipe.model import ImagePlan
 CONTEXT_SOURCE: Final = "source"
 CONTEXT_CA_BUNDLE: Final = "ca-certificates.crt"
 CONTEXT_PREPARE: Final = "prepare"  # only the files `image.prepare` matched
+CONTEXT_DELTA: Final = "delta"  # a source-stage delta: only the changed files
 
 # `$0` is `parapipe-<stage>`: the marker names the stage ("setup" or "prepare").
 _SETUP_SCRIPT: Final = (
@@ -123,3 +124,18 @@ def _place_files(source: Path, paths: Iterable[str], root: Path) -> None:
             os.link(original, copy)
         except OSError:
             shutil.copy2(original, copy)
+
+
+async def stage_delta_context(plan: ImagePlan, context: Path) -> None:
+    """The build context of a source-stage delta: only the changed files, under `delta/`."""
+    if plan.delta is None or not plan.delta.changed:
+        return
+    try:
+        await anyio.to_thread.run_sync(
+            _place_files, plan.source, plan.delta.changed, context / CONTEXT_DELTA
+        )
+    except OSError as exc:
+        raise ImageBuildFailed(
+            f"cannot copy {exc.filename or plan.source} into the build context:"
+            f" {exc.strerror or exc}"
+        ) from exc

@@ -6,13 +6,14 @@ nothing of parapipe but `parapipe.errors` (where `Location` lives, so errors sta
 
 from parapipe.errors import Location
 from parapipe.model.choices import ENGINE_CHOICES, ENGINE_NAMES, OUTPUT_MODES
-from parapipe.model.image import CA_BUNDLE_PATH, CA_ENV_VARS, ImagePlan
+from parapipe.model.image import CA_BUNDLE_PATH, CA_ENV_VARS, ImagePlan, SourceDelta
 from parapipe.model.labels import (
     LABEL_CACHE,
     LABEL_INPUTS,
     LABEL_PIPELINE,
     LABEL_RUN,
     LABEL_SERVICE,
+    LABEL_SOURCE,
     LABEL_STEP,
 )
 from parapipe.model.matrix import (
@@ -46,6 +47,7 @@ __all__ = [
     "LABEL_PIPELINE",
     "LABEL_RUN",
     "LABEL_SERVICE",
+    "LABEL_SOURCE",
     "LABEL_STEP",
     "OUTPUT_MODES",
     "AttemptResult",
@@ -63,6 +65,7 @@ __all__ = [
     "RunInfo",
     "RunResult",
     "Service",
+    "SourceDelta",
     "Status",
     "Step",
     "StepResult",

@@ -21,6 +21,17 @@ CA_ENV_VARS = (
 
 
 @dataclass(frozen=True, kw_only=True)
+class SourceDelta:
+    """The source stage built on an earlier one of the same pipeline: `previous` (its tag) with
+    `removed` paths deleted (and `emptied` folders only they held), then `changed` copied."""
+
+    previous: str
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    emptied: tuple[str, ...] = ()  # deepest first
+
+
+@dataclass(frozen=True, kw_only=True)
 class ImagePlan:
     """Everything that goes into the pipeline image, with its content hash already in `tag`."""
 
@@ -43,6 +54,11 @@ class ImagePlan:
     # A digest of each input, by name (`run.image_inputs`): not part of `labels`, which come
     # first in the image, as these change with every edit and would undo the layer cache.
     inputs: Mapping[str, str] = field(default_factory=dict)
+    # The pre-setup stage (base, prepare, source) as an image of its own, tagged by its content
+    # hash, so that the next edit can build on it ("" for engines that build in one go), and
+    # how to make it: None for a full copy of the source.
+    source_tag: str = ""
+    delta: SourceDelta | None = None
 
     @property
     def pipeline(self) -> str:

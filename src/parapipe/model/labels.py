@@ -8,3 +8,4 @@ LABEL_CACHE = "io.parapipe.cache"  # on cache volumes: the cache's name in the s
 # `parapipe image load` can say which inputs of an archive differ from the spec.
 LABEL_INPUTS = "io.parapipe.inputs"
 LABEL_SERVICE = "io.parapipe.service"  # on a service's container: its name in the spec
+LABEL_SOURCE = "io.parapipe.source"  # on source-stage images: the content hash of that stage

@@ -12,7 +12,8 @@ import re
 import ssl
 import stat
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -29,11 +30,13 @@ from parapipe.model import (
     Pipeline,
 )
 from parapipe.run import image_inputs
+from parapipe.run.state.digests import DigestCache
 
 # Bump when the way an image is made from the same inputs changes, so old tags stop matching.
-IMAGE_FORMAT: Final = "parapipe-image-v1"
+IMAGE_FORMAT: Final = "parapipe-image-v2"
 
 TAG_REPOSITORY: Final = "parapipe"
+SOURCE_REPOSITORY: Final = "parapipe-source"  # the pre-setup stage, kept for the next delta
 HASH_LENGTH: Final = 20
 SYSTEM_CA_BUNDLE: Final = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -45,21 +48,23 @@ ALWAYS_EXCLUDED: Final = frozenset({".git", ".parapipe"})
 _GIT_ENV_KEPT: Final = ("GIT_EXEC_PATH", "GIT_CONFIG_")
 
 
-def select_source_files(source: Path, exclude: Sequence[str]) -> list[str]:
+def select_source_files(
+    source: Path, exclude: Sequence[str], stats: dict[str, os.stat_result] | None = None
+) -> list[str]:
     """The files of `source` that go into the image: POSIX paths relative to it, sorted.
 
     Regular files and symlinks only. Git-ignored files are left out (by git itself inside a work
     tree, else by the `.gitignore` files found in the tree), then whatever matches `exclude`.
+    The `lstat` of files git listed goes into `stats`, so that they are not asked twice.
     """
-    candidates = _git_files(source)
+    candidates = _git_files(source, stats)
     if candidates is None:
         candidates = _walked_files(source)
-    excluded = pathspec.GitIgnoreSpec.from_lines(exclude)
-    return sorted(
-        path
-        for path in candidates
-        if ALWAYS_EXCLUDED.isdisjoint(path.split("/")) and not excluded.match_file(path)
-    )
+    kept = (path for path in candidates if ALWAYS_EXCLUDED.isdisjoint(path.split("/")))
+    if exclude:
+        excluded = pathspec.GitIgnoreSpec.from_lines(exclude)
+        kept = (path for path in kept if not excluded.match_file(path))
+    return sorted(kept)
 
 
 def host_ca_bundle() -> Path | None:
@@ -74,13 +79,37 @@ def host_ca_bundle() -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class SourceManifest:
+    """What the source stage of a plan holds: `stage` hashes everything under the source (base,
+    env, CA, prepare), `files` maps each path to its kind, digest and size."""
+
+    stage: str
+    files: Mapping[str, tuple[str, str, int]]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(size for _, _, size in self.files.values())
+
+
 def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
     """Select the files, hash everything the image is made of, and name the image after it.
 
-    Blocking (it runs git and reads every file): call it from a worker thread.
+    Blocking (it runs git and stats every file): call it from a worker thread.
+    """
+    return plan_image_and_source(pipeline, base_id)[0]
+
+
+def plan_image_and_source(pipeline: Pipeline, base_id: str) -> tuple[ImagePlan, SourceManifest]:
+    """`plan_image`, with the manifest of its source stage (for a delta on the next edit).
+
+    Two hashes: the source stage's (base, env, labels, prepare, CA, files), which tags the
+    pre-setup image, and the image's, which adds the setup commands and tags the pipeline image.
+    A file's digest is read again only when its stat changed (`DigestCache`).
     """
     spec = pipeline.image  # checked when the spec was loaded (`parapipe.spec.image_checks`)
-    files = tuple(select_source_files(spec.source, spec.exclude))
+    stats: dict[str, os.stat_result] = {}
+    files = tuple(select_source_files(spec.source, spec.exclude, stats))
     ca_bundle = host_ca_bundle() if spec.host_ca else None
     env = dict(spec.env)
     if ca_bundle is not None:
@@ -90,15 +119,20 @@ def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
     _feed(digest, IMAGE_FORMAT, base_id, spec.workdir)
     _feed(digest, "env", *_flatten(sorted(env.items())))
     _feed(digest, "labels", *_flatten(sorted(labels.items())))
-    prepare_files = _feed_prepare(digest, spec, files)
-    _feed(digest, "setup", str(len(spec.setup)), *spec.setup)
+    digests = DigestCache(pipeline.state_dir, spec.source, stats)
+    prepare_files = _feed_prepare(digest, spec, files, digests)
     ca_digest = _file_digest(ca_bundle) if ca_bundle is not None else ""
     _feed(digest, "ca", ca_digest)
+    stage = digest.hexdigest()
     _feed(digest, "files", str(len(files)))
-    fingerprints: dict[str, tuple[str, str]] = {}
+    fingerprints: dict[str, tuple[str, str, int]] = {}
     for path in files:
-        fingerprints[path] = _fingerprint(spec.source, path)
-        _feed(digest, path, *fingerprints[path])
+        fingerprint = _fingerprint(spec.source, path, digests)
+        fingerprints[path] = fingerprint
+        _feed(digest, path, *fingerprint[:2])
+    digests.save()
+    source_hash = digest.hexdigest()
+    _feed(digest, "setup", str(len(spec.setup)), *spec.setup)
     inputs = image_inputs.input_digests(
         spec,
         image_format=IMAGE_FORMAT,
@@ -107,9 +141,9 @@ def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
         env=env,
         prepare_files=prepare_files,
         ca_digest=ca_digest,
-        fingerprints=fingerprints,
+        fingerprints={path: fingerprint[:2] for path, fingerprint in fingerprints.items()},
     )
-    return ImagePlan(
+    plan = ImagePlan(
         tag=image_tag(pipeline.name, digest.hexdigest()),
         base_id=base_id,
         source=spec.source,
@@ -124,10 +158,14 @@ def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
         prepare_env=dict(spec.prepare.env) if spec.prepare else {},
         caches=dict(spec.caches),
         inputs=inputs,
+        source_tag=image_tag(pipeline.name, source_hash, SOURCE_REPOSITORY),
     )
+    return plan, SourceManifest(stage=stage, files=fingerprints)
 
 
-def _feed_prepare(digest: hashlib._Hash, spec: ImageSpec, files: Sequence[str]) -> tuple[str, ...]:
+def _feed_prepare(
+    digest: hashlib._Hash, spec: ImageSpec, files: Sequence[str], digests: DigestCache
+) -> tuple[str, ...]:
     """Feed `image.prepare` and `image.caches` to `digest`; return the files prepare gets.
 
     Nothing is fed without them, so the tags of images without `prepare` stay as they were.
@@ -149,7 +187,7 @@ def _feed_prepare(digest: hashlib._Hash, spec: ImageSpec, files: Sequence[str]) 
     _feed(digest, "prepare-env", *_flatten(sorted(prepare.env.items())))
     _feed(digest, "prepare-files", str(len(matched)))
     for path in matched:
-        _feed(digest, path, *_fingerprint(spec.source, path))
+        _feed(digest, path, *_fingerprint(spec.source, path, digests)[:2])
     return matched
 
 
@@ -173,8 +211,8 @@ def check_prepare_globs(spec: ImageSpec, files: Sequence[str]) -> None:
             )
 
 
-def image_tag(pipeline_name: str, content_hash: str) -> str:
-    return f"{TAG_REPOSITORY}/{repository_name(pipeline_name)}:{content_hash[:HASH_LENGTH]}"
+def image_tag(pipeline_name: str, content_hash: str, repository: str = TAG_REPOSITORY) -> str:
+    return f"{repository}/{repository_name(pipeline_name)}:{content_hash[:HASH_LENGTH]}"
 
 
 def repository_name(pipeline_name: str) -> str:
@@ -185,7 +223,7 @@ def repository_name(pipeline_name: str) -> str:
     return name or "pipeline"
 
 
-def _git_files(source: Path) -> list[str] | None:
+def _git_files(source: Path, stats: dict[str, os.stat_result] | None = None) -> list[str] | None:
     """What git would add under `source` (tracked plus untracked-not-ignored), or None when
     `source` is not in a git work tree or git is missing."""
     env = {
@@ -214,15 +252,20 @@ def _git_files(source: Path) -> list[str] | None:
     if listing.returncode != 0:
         return None
     files: list[str] = []
+    root = os.fspath(source)
     # A path shows up once per merge stage while a conflict is unresolved.
     for entry in sorted({os.fsdecode(raw) for raw in listing.stdout.split(b"\0") if raw}):
         path = entry.rstrip("/")
         try:
-            mode = (source / path).lstat().st_mode
+            # Plain strings, not Path: this runs once per file of a large tree.
+            status = os.lstat(os.path.join(root, path))
         except FileNotFoundError:
             continue  # tracked, but deleted from the work tree
+        mode = status.st_mode
         if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
             files.append(path)
+            if stats is not None:
+                stats[path] = status
         elif stat.S_ISDIR(mode) and path.split("/")[-1] not in ALWAYS_EXCLUDED:
             # A submodule, or a nested repository git lists as one untracked folder: it has
             # its own ignore rules.
@@ -302,15 +345,16 @@ def _ignored(
     return False
 
 
-def _fingerprint(source: Path, path: str) -> tuple[str, str]:
-    """The kind of the file and a digest of what the image gets from it."""
-    full = source / path
+def _fingerprint(source: Path, path: str, digests: DigestCache) -> tuple[str, str, int]:
+    """The kind of the file, a digest of what the image gets from it (a regular file's from
+    `digests` while its stat is unchanged) and its size."""
+    full = f"{source}/{path}"  # not os.path.join: once per file of a large tree
     try:
-        mode = full.lstat().st_mode
-        if stat.S_ISLNK(mode):
-            return "symlink", os.readlink(full)
-        kind = "executable" if mode & 0o111 else "file"
-        return kind, _file_digest(full)
+        status = digests.lstat(full, path)
+        if stat.S_ISLNK(status.st_mode):
+            return "symlink", os.readlink(full), status.st_size
+        kind = "executable" if status.st_mode & 0o111 else "file"
+        return kind, digests.digest(full, path, status), status.st_size
     except OSError as exc:
         raise ImageBuildFailed(f"cannot read {full} for the image: {exc.strerror or exc}") from exc
 

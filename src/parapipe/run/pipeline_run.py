@@ -19,6 +19,7 @@ from parapipe.errors import ImageBuildFailed, ParapipeError
 from parapipe.globs import unchanged_reason
 from parapipe.graph import needs_within, remaining_path_lengths, select_steps
 from parapipe.model import ImagePlan, ImageResult, Pipeline, RunInfo, RunResult, Status, StepResult
+from parapipe.run import source_delta
 from parapipe.run.control import RunControl
 from parapipe.run.events import (
     EventStream,
@@ -33,7 +34,7 @@ from parapipe.run.events import (
     StepStarted,
     Subscriber,
 )
-from parapipe.run.image_plan import check_prepare_files, plan_image
+from parapipe.run.image_plan import check_prepare_files, plan_image_and_source
 from parapipe.run.left_out_needs import BroughtIn, find_left_out_outputs
 from parapipe.run.prewarm import PrewarmSubscriber
 from parapipe.run.scheduler import Scheduler
@@ -310,12 +311,16 @@ class PipelineRun:
             )
             try:
                 base_id = await self.engine.resolve_base(self.pipeline.image, log)
-                plan = await anyio.to_thread.run_sync(plan_image, self.pipeline, base_id)
+                plan, manifest = await anyio.to_thread.run_sync(
+                    plan_image_and_source, self.pipeline, base_id
+                )
                 tag = plan.tag
                 image_id = await self.engine.find_image(plan.tag)
                 reused = image_id is not None
                 if image_id is None:
-                    image_id = await self.engine.build_image(plan, log)
+                    image_id = await source_delta.build_image(
+                        self.engine, plan, manifest, self.pipeline.state_dir, log
+                    )
                 self.steps.use_image(image_id, plan)
                 ready_plan = plan
                 result = ImageResult(

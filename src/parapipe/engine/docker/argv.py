@@ -143,14 +143,14 @@ def dockerfile_text(plan: ImagePlan, *, cache_mounts: bool = False, base: str = 
     `image.caches` while prepare and setup run; they never become part of a layer. `base`
     names the base image for BuildKit, which cannot start `FROM` an image id.
     """
-    mounts = _cache_mounts(plan) if cache_mounts else ""
+    mounts = cache_mount_flags(plan) if cache_mounts else ""
     lines = [f"# parapipe {plan.tag}", f"FROM {base or plan.base_id}"]
     if plan.labels:
-        lines.append("LABEL " + _assignments(plan.labels))
+        lines.append("LABEL " + assignments(plan.labels))
     if plan.ca_bundle is not None:
         lines.append("COPY " + json.dumps([CONTEXT_CA_BUNDLE, CA_BUNDLE_PATH]))
     if plan.env:
-        lines.append("ENV " + _assignments(plan.env, quote_names=False))
+        lines.append("ENV " + assignments(plan.env, quote_names=False))
     lines.append("WORKDIR " + dockerfile_quote(plan.workdir))
     if plan.prepare:
         lines.append("COPY " + json.dumps([f"{CONTEXT_PREPARE}/", "./"]))
@@ -162,11 +162,11 @@ def dockerfile_text(plan: ImagePlan, *, cache_mounts: bool = False, base: str = 
     for number, command in enumerate(plan.setup, start=1):
         lines.append("RUN " + mounts + json.dumps(setup_command(number, command)))
     if plan.inputs_label:  # last: it changes with every edit
-        lines.append("LABEL " + _assignments(plan.inputs_label))
+        lines.append("LABEL " + assignments(plan.inputs_label))
     return "\n".join(lines) + "\n"
 
 
-def _cache_mounts(plan: ImagePlan) -> str:
+def cache_mount_flags(plan: ImagePlan) -> str:
     """`--mount=type=cache,…` flags for `image.caches`, one per cache, ending in a space.
 
     The id is the volume name steps' `caches` use, so the builder's cache is per pipeline and
@@ -193,7 +193,7 @@ def dockerfile_quote(value: str) -> str:
     return f'"{escaped}"'
 
 
-def _assignments(pairs: Mapping[str, str], *, quote_names: bool = True) -> str:
+def assignments(pairs: Mapping[str, str], *, quote_names: bool = True) -> str:
     return " ".join(
         f"{dockerfile_quote(name) if quote_names else name}={dockerfile_quote(value)}"
         for name, value in pairs.items()

@@ -43,6 +43,7 @@ QUERY_TIMEOUT: Final = 60.0  # inspect / ps / rm on a busy daemon
 class DockerEngine(Engine):
     name: ClassVar[str] = "docker"
     binary: ClassVar[str] = "docker"
+    source_stages: ClassVar[bool] = True
     install_hint: ClassVar[str] = "install Docker (https://docs.docker.com/engine/install/)"
     start_hint: ClassVar[str] = "start it (sudo systemctl start docker, or scripts/start-engine)"
     save_flags: ClassVar[tuple[str, ...]] = ()

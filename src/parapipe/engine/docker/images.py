@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
@@ -15,9 +15,14 @@ import anyio.to_thread
 
 from parapipe.engine import process
 from parapipe.engine.api import LineSink
-from parapipe.engine.build_context import failed_command, stage_build_context, stage_failure
+from parapipe.engine.build_context import (
+    failed_command,
+    stage_build_context,
+    stage_delta_context,
+    stage_failure,
+)
 from parapipe.engine.docker import argv as argvs
-from parapipe.engine.docker import buildkit, errors
+from parapipe.engine.docker import buildkit, errors, stages
 from parapipe.errors import EngineError, EngineUnavailable, ImageBuildFailed
 from parapipe.model import DockerfileBuild, ImagePlan
 
@@ -122,24 +127,87 @@ async def build_base(
 async def build_pipeline_image(
     program: process.Program, plan: ImagePlan, flavour: BuildFlavour, log: LineSink
 ) -> str:
-    """Build the pipeline image, tag it `plan.tag`, and return its id."""
+    """Build the pipeline image, tag it `plan.tag`, and return its id.
+
+    With `plan.source_tag`, in two images: the source stage (unless it exists already), as a
+    full copy or as `plan.delta`, then `setup` on it."""
     if flavour.binary is not None:
         program = replace(program, binary=flavour.binary)
+    if not plan.source_tag:
+        return await _in_scratch(program, plan, flavour, log, _build_whole)
+    if await find_image(program, plan.source_tag) is None:
+        builder = _build_full_source if plan.delta is None else _build_delta_source
+        await _in_scratch(program, plan, flavour, log, builder)
+    return await _in_scratch(program, plan, flavour, log, _build_setup)
+
+
+_Builder = Callable[[process.Program, ImagePlan, BuildFlavour, Path, LineSink], Awaitable[str]]
+
+
+async def _in_scratch(
+    program: process.Program,
+    plan: ImagePlan,
+    flavour: BuildFlavour,
+    log: LineSink,
+    builder: _Builder,
+) -> str:
+    """Run `builder` with a fresh scratch folder, removed afterwards."""
     scratch = tempfile.TemporaryDirectory(prefix="parapipe-build-")
     try:
-        context = Path(scratch.name, "context")
-        iidfile = Path(scratch.name, "iid")
-        await stage_build_context(plan, context)
-        if flavour.cache_mounts and flavour.binary is not None:
-            async with buildkit.base_reference(program, plan.base_id) as base:
-                text = argvs.dockerfile_text(plan, cache_mounts=True, base=base)
-                return await _build(program, plan, flavour, context, text, iidfile, log)
-        text = argvs.dockerfile_text(plan, cache_mounts=flavour.cache_mounts)
-        return await _build(program, plan, flavour, context, text, iidfile, log)
+        return await builder(program, plan, flavour, Path(scratch.name), log)
     finally:
         # The copy of a large tree takes a while to delete: not on the event loop.
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(scratch.cleanup)
+
+
+async def _build_whole(
+    program: process.Program, plan: ImagePlan, flavour: BuildFlavour, scratch: Path, log: LineSink
+) -> str:
+    """The pipeline image in one build (engines asked for no source stage)."""
+    context = scratch / "context"
+    await stage_build_context(plan, context)
+    if flavour.cache_mounts and flavour.binary is not None:
+        async with buildkit.base_reference(program, plan.base_id) as base:
+            text = argvs.dockerfile_text(plan, cache_mounts=True, base=base)
+            return await _build(program, plan, flavour, context, text, scratch, log)
+    text = argvs.dockerfile_text(plan, cache_mounts=flavour.cache_mounts)
+    return await _build(program, plan, flavour, context, text, scratch, log)
+
+
+async def _build_full_source(
+    program: process.Program, plan: ImagePlan, flavour: BuildFlavour, scratch: Path, log: LineSink
+) -> str:
+    context = scratch / "context"
+    await stage_build_context(plan, context)
+    source = replace(plan, tag=plan.source_tag)
+    if flavour.cache_mounts and flavour.binary is not None:
+        async with buildkit.base_reference(program, plan.base_id) as base:
+            text = stages.source_dockerfile(plan, cache_mounts=True, base=base)
+            return await _build(program, source, flavour, context, text, scratch, log)
+    text = stages.source_dockerfile(plan, cache_mounts=flavour.cache_mounts)
+    return await _build(program, source, flavour, context, text, scratch, log)
+
+
+async def _build_delta_source(
+    program: process.Program, plan: ImagePlan, flavour: BuildFlavour, scratch: Path, log: LineSink
+) -> str:
+    context = scratch / "context"
+    await anyio.to_thread.run_sync(context.mkdir)
+    await stage_delta_context(plan, context)
+    text = stages.delta_dockerfile(plan)
+    return await _build(
+        program, replace(plan, tag=plan.source_tag), flavour, context, text, scratch, log
+    )
+
+
+async def _build_setup(
+    program: process.Program, plan: ImagePlan, flavour: BuildFlavour, scratch: Path, log: LineSink
+) -> str:
+    context = scratch / "context"
+    await anyio.to_thread.run_sync(context.mkdir)
+    text = stages.setup_dockerfile(plan, cache_mounts=flavour.cache_mounts)
+    return await _build(program, plan, flavour, context, text, scratch, log)
 
 
 async def _build(
@@ -148,10 +216,12 @@ async def _build(
     flavour: BuildFlavour,
     context: Path,
     dockerfile_text: str,
-    iidfile: Path,
+    scratch: Path,
     log: LineSink,
 ) -> str:
+    """Build `dockerfile_text` in `context`, tagged `plan.tag`; the image's id."""
     dockerfile = context / argvs.CONTEXT_DOCKERFILE
+    iidfile = scratch / "iid"
     await anyio.to_thread.run_sync(dockerfile.write_text, dockerfile_text)
     failed: tuple[str, int, int] | None = None
 

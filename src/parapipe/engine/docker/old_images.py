@@ -69,25 +69,44 @@ def images_to_remove(
     images: Sequence[ListedImage], *, keep: int, keep_ids: frozenset[str], in_use: frozenset[str]
 ) -> list[str]:
     """The references to remove from `images` (newest first): tags of the images beyond the
-    newest `keep` (those in `keep_ids` first among them), and ids of the untagged ones, but
-    none that a container uses."""
-    tagged_ids: list[str] = []
+    newest `keep` of each repository (pipeline images, and their source stages, which the next
+    edit's delta builds on), those in `keep_ids` first among them, and ids of the untagged ones,
+    but none that a container uses."""
+    by_repository: dict[str, list[str]] = {}
     for image in images:
-        if image.reference != UNTAGGED and image.image_id not in tagged_ids:
-            tagged_ids.append(image.image_id)
-    kept = [image_id for image_id in tagged_ids if image_id in keep_ids]
-    for image_id in tagged_ids:
-        if len(kept) >= keep:
-            break
-        if image_id not in kept:
-            kept.append(image_id)
-    spared = set(kept) | in_use
+        if image.reference != UNTAGGED:
+            tagged_ids = by_repository.setdefault(_repository(image.reference), [])
+            if image.image_id not in tagged_ids:
+                tagged_ids.append(image.image_id)
+    kept_references: set[str] = set()
+    for repository, tagged_ids in by_repository.items():
+        kept = [image_id for image_id in tagged_ids if image_id in keep_ids]
+        for image_id in tagged_ids:
+            if len(kept) >= keep:
+                break
+            if image_id not in kept:
+                kept.append(image_id)
+        kept_references |= {
+            image.reference
+            for image in images
+            if image.image_id in kept and _repository(image.reference) == repository
+        }
     doomed = []
     for image in images:
-        if image.image_id in spared:
+        if image.image_id in in_use or image.reference in kept_references:
             continue
-        doomed.append(image.image_id if image.reference == UNTAGGED else image.reference)
+        if image.reference == UNTAGGED:
+            if any(other.image_id == image.image_id for other in images if other is not image):
+                continue  # an id listed untagged and tagged is one image: the tag decides
+            doomed.append(image.image_id)
+        else:
+            doomed.append(image.reference)
     return list(dict.fromkeys(doomed))
+
+
+def _repository(reference: str) -> str:
+    """`parapipe/name` of `parapipe/name:tag` (Podman adds `localhost/`: the same either way)."""
+    return reference.rpartition(":")[0]
 
 
 async def remove_old_images(
