@@ -45,6 +45,13 @@ POSTGRES_SPEC = f"""
 
 # A key-value service in busybox alone (for Podman, which has no PostgreSQL seeded): what is
 # sent to port 7000 is served back over HTTP as /data.
+# Readiness asks the web server only, so the listener may not be up at the first send: send
+# until the service has something, then show what it holds (one line each when isolated).
+SEND = (
+    "for i in $(seq 50); do echo from-{side} | nc -w 1 kv 7000 || true;"
+    ' d=$(wget -q -O- http://kv:8080/data); [ -z \\"$d\\" ] || break; sleep 0.2; done;'
+    ' echo data=$(echo \\"$d\\" | sort -u)'
+)
 KV_SPEC = f"""
     image: {{from: "{BUSYBOX}"}}
     services:
@@ -52,8 +59,8 @@ KV_SPEC = f"""
         run: ["mkdir -p /www && touch /www/data", "httpd -p 8080 -h /www", "while true; do nc -l -p 7000 >> /www/data; done"]
         ready: {{run: "wget -q -O /dev/null http://127.0.0.1:8080/data", timeout: 60s, interval: 100ms}}
     steps:
-      left: {{run: ["echo from-left | nc -w 1 kv 7000 || true", "sleep 1", "echo data=$(wget -q -O- http://kv:8080/data)"], services: [kv]}}
-      right: {{run: ["echo from-right | nc -w 1 kv 7000 || true", "sleep 1", "echo data=$(wget -q -O- http://kv:8080/data)"], services: [kv]}}
+      left: {{run: ["{SEND.format(side="left")}"], services: [kv]}}
+      right: {{run: ["{SEND.format(side="right")}"], services: [kv]}}
 """
 
 
