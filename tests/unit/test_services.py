@@ -188,7 +188,9 @@ def test_a_services_secrets_come_on_stdin_never_in_its_command_line_or_config() 
     argv = docker_services.service_run_argv("docker", step_run(), run, "c1", "net1", nonce="n0nce")
     assert "s3cret-value" not in " ".join(argv)
     assert "-i" in argv
-    assert "TOKEN" not in argv and "POSTGRES_PASSWORD" not in argv  # no `-e` for a secret
+    # No `-e` for a secret.
+    assert "TOKEN" not in argv
+    assert "POSTGRES_PASSWORD" not in argv
     assert docker_services.service_cli_env(run) == {}
     image = argv.index("sha256:pg")
     assert argv[image - 2 : image] == ["--entrypoint", "sh"]
@@ -202,7 +204,7 @@ def test_a_service_with_secrets_and_the_images_command_execs_its_entrypoint_and_
         "podman", step_run(), run, "c1", "net1", nonce="n0nce", image_command=["pg", "-D", "x"]
     )
     assert argv[-5:] == ["parapipe", "n0nce", "pg", "-D", "x"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs a nonce"):
         docker_services.service_run_argv("docker", step_run(), run, "c1", "net1")
 
 

@@ -10,6 +10,10 @@ whose end says the service exited. It is ready once its `ready.run` exits 0 insi
 service that exits first, or is not ready within `ready.timeout`, fails the step with one line
 (`ServiceFailed`), after the tail of the service's log in the step's.
 
+A service's secrets reach it as a step's do, on stdin (`loader.SERVICE_SECRETS_LOADER`), never
+in its container's config: the loader reads them all, then `exec`s the service's command. Its
+readiness check gets them the same way.
+
 The services and the network go when the step ends, however it ends (passed, failed, timed
 out, cancelled by fail-fast or Ctrl-C); what escapes that carries the run's label, for the
 final sweep (`list_run_networks_argv`).
