@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from parapipe.engine.api import ServiceRun, StepRun
+from parapipe.engine.docker import loader as docker_loader
 from parapipe.engine.docker import services as docker_services
 from parapipe.engine.fake import FakeEngine, FakeStep
-from parapipe.errors import ExitCode, SpecError
+from parapipe.errors import EngineError, ExitCode, SpecError
 from parapipe.model import ImagePlan, Readiness, RunResult, Status
 from parapipe.reporters.base import Reporter
 from parapipe.run.pipeline_run import RunOptions, run_pipeline
@@ -182,12 +183,36 @@ def test_a_services_run_replaces_the_images_command() -> None:
     assert argv[-5:] == ["--entrypoint", "sh", "sha256:pg", "-ec", "a\nb"]
 
 
-def test_a_services_secrets_are_never_on_its_command_line() -> None:
-    run = service(secrets={"TOKEN": "s3cret-value"})
-    argv = docker_services.service_run_argv("docker", step_run(), run, "c1", "net1")
+def test_a_services_secrets_come_on_stdin_never_in_its_command_line_or_config() -> None:
+    run = service(commands=("a",), secrets={"TOKEN": "s3cret-value", "POSTGRES_PASSWORD": "pw"})
+    argv = docker_services.service_run_argv("docker", step_run(), run, "c1", "net1", nonce="n0nce")
     assert "s3cret-value" not in " ".join(argv)
-    assert argv[argv.index("TOKEN") - 1] == "-e"
-    assert docker_services.service_cli_env(run)["TOKEN"] == "s3cret-value"
+    assert "-i" in argv
+    # No `-e` for a secret.
+    assert "TOKEN" not in argv
+    assert "POSTGRES_PASSWORD" not in argv
+    assert docker_services.service_cli_env(run) == {}
+    image = argv.index("sha256:pg")
+    assert argv[image - 2 : image] == ["--entrypoint", "sh"]
+    assert argv[image + 1 : image + 2] == ["-c"]
+    assert argv[image + 3 :] == ["parapipe", "n0nce", "sh", "-ec", "a"]
+
+
+def test_a_service_with_secrets_and_the_images_command_execs_its_entrypoint_and_cmd() -> None:
+    run = service(secrets={"TOKEN": "s3cret-value"})
+    argv = docker_services.service_run_argv(
+        "podman", step_run(), run, "c1", "net1", nonce="n0nce", image_command=["pg", "-D", "x"]
+    )
+    assert argv[-5:] == ["parapipe", "n0nce", "pg", "-D", "x"]
+    with pytest.raises(ValueError, match="needs a nonce"):
+        docker_services.service_run_argv("docker", step_run(), run, "c1", "net1")
+
+
+def test_a_services_secrets_script_exports_them_and_refuses_a_read_only_name() -> None:
+    script = docker_loader.service_secrets_script("db", {"TOKEN": "it's"}, "n0nce")
+    assert script == b"export TOKEN='it'\"'\"'s'\nn0nce\n"
+    with pytest.raises(EngineError, match="secret 'UID' of service 'db'"):
+        docker_loader.service_secrets_script("db", {"UID": "1"}, "n0nce")
 
 
 def test_names_of_services_networks_and_containers_never_meet_a_steps() -> None:

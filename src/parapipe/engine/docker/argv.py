@@ -391,6 +391,12 @@ def entrypoint_argv(binary: str, image_id: str) -> list[str]:
     return [binary, "image", "inspect", "--format", "{{json .Config.Entrypoint}}", image_id]
 
 
+def image_command_argv(binary: str, image_id: str) -> list[str]:
+    """The image's ENTRYPOINT and CMD as JSON, a line each (`null` when it has none)."""
+    template = "{{json .Config.Entrypoint}}\n{{json .Config.Cmd}}"
+    return [binary, "image", "inspect", "--format", template, image_id]
+
+
 def volume_inspect_argv(binary: str, volume: str) -> list[str]:
     return [binary, "volume", "inspect", "--format", "{{.Name}}", volume]
 

@@ -3,6 +3,7 @@ pipeline image built from its context."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
@@ -248,6 +249,31 @@ async def entrypoint(program: process.Program, image_id: str) -> str | None:
     except (EngineError, EngineUnavailable):
         return None
     return answer.out.strip() if answer.code == 0 else None
+
+
+async def image_command(program: process.Program, image_id: str) -> list[str]:
+    """What a container of `image_id` runs when given no command: its ENTRYPOINT, then its
+    CMD. An `EngineError` when they cannot be read, or when the image has neither."""
+    argv = argvs.image_command_argv(program.binary, image_id)
+    answer = await process.query(program, argv, QUERY_TIMEOUT)
+    if answer.code != 0:
+        raise EngineError(
+            f"{program.name}: cannot read the ENTRYPOINT and CMD of {image_id}: {answer.problem}"
+        )
+    command: list[str] = []
+    for line in answer.out.strip().splitlines():
+        try:
+            part = json.loads(line)
+        except ValueError as exc:
+            raise EngineError(f"{program.name}: unreadable ENTRYPOINT or CMD: {line}") from exc
+        if part is None:
+            continue
+        if not isinstance(part, list) or not all(isinstance(word, str) for word in part):
+            raise EngineError(f"{program.name}: unreadable ENTRYPOINT or CMD: {line}")
+        command += part
+    if not command:
+        raise EngineError(f"{program.name}: the image {image_id} has no ENTRYPOINT and no CMD")
+    return command
 
 
 def _read_image_id(iidfile: Path, engine: str) -> str:

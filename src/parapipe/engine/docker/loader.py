@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from parapipe.engine.api import LineSink, StepRun, step_command
@@ -50,6 +50,10 @@ done
 echo "parapipe: error: the step's secrets did not reach its container" >&2
 exit 125
 """
+# A service's: the same, its command (its `run` under `sh -ec`, or its image's ENTRYPOINT and
+# CMD) as its arguments. It reads its whole script before it runs that command, so the service
+# never sees the end of its stdin as a reason to stop.
+SERVICE_SECRETS_LOADER: Final = SECRETS_LOADER.replace("the step's", "the service's")
 
 # An interactive shell's stdin is the user's terminal, so its secrets come another way: the
 # container waits for `SHELL_SECRETS`, on a tmpfs of its own (memory: never in a layer, a commit
@@ -107,6 +111,24 @@ def secrets_script(run: StepRun, nonce: str) -> bytes:
                 " is read-only in some shells; give the secret another name"
             )
     return _script(run.secrets, nonce)
+
+
+def service_secrets_argv(nonce: str, command: Sequence[str]) -> list[str]:
+    """The arguments, after `--entrypoint sh`, of a service's container that has secrets:
+    `SERVICE_SECRETS_LOADER`, which `exec`s `command` once `service_secrets_script` arrived."""
+    return ["-c", SERVICE_SECRETS_LOADER, "parapipe", nonce, *command]
+
+
+def service_secrets_script(service: str, secrets: Mapping[str, str], nonce: str) -> bytes:
+    """What `SERVICE_SECRETS_LOADER` reads: the service's secrets, exported. A name no shell can
+    export is an `EngineError`, before anything starts, as a step's is."""
+    for name in secrets:
+        if not exportable(name):
+            raise EngineError(
+                f"secret '{name}' of service '{service}' cannot be handed to its container:"
+                f" {name} is read-only in some shells; give the secret another name"
+            )
+    return _script(secrets, nonce)
 
 
 def shell_secrets_script(secrets: Mapping[str, str]) -> bytes:

@@ -10,6 +10,10 @@ whose end says the service exited. It is ready once its `ready.run` exits 0 insi
 service that exits first, or is not ready within `ready.timeout`, fails the step with one line
 (`ServiceFailed`), after the tail of the service's log in the step's.
 
+A service's secrets reach it as a step's do, on stdin (`loader.SERVICE_SECRETS_LOADER`), never
+in its container's config: the loader reads them all, then `exec`s the service's command. Its
+readiness check gets them the same way.
+
 The services and the network go when the step ends, however it ends (passed, failed, timed
 out, cancelled by fail-fast or Ctrl-C); what escapes that carries the run's label, for the
 final sweep (`list_run_networks_argv`).
@@ -17,6 +21,8 @@ final sweep (`list_run_networks_argv`).
 
 from __future__ import annotations
 
+import secrets
+import subprocess
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -24,10 +30,11 @@ from contextlib import suppress
 from typing import Final
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import ByteSendStream, TaskStatus
 
 from parapipe.engine import process
 from parapipe.engine.api import LineSink, ServiceRun, StepRun
+from parapipe.engine.docker import images, loader
 from parapipe.engine.docker.argv import (
     container_argv,
     passed_through_cli_env,
@@ -76,38 +83,55 @@ def list_run_networks_argv(binary: str, run_id: str) -> list[str]:
 
 
 def service_cli_env(service: ServiceRun) -> dict[str, str]:
-    """The values `service_run_argv`'s `-e NAME` flags take from the CLI's environment."""
-    variables = {**service.env, **service.secrets}
-    return {name: value for name, value in variables.items() if passed_through_cli_env(name)}
+    """The values `service_run_argv`'s `-e NAME` flags take from the CLI's environment (its
+    secrets are not among them: they come on stdin)."""
+    return {
+        name: value
+        for name, value in service.env.items()
+        if name not in service.secrets and passed_through_cli_env(name)
+    }
 
 
 def service_run_argv(
-    binary: str, run: StepRun, service: ServiceRun, name: str, network: str
+    binary: str,
+    run: StepRun,
+    service: ServiceRun,
+    name: str,
+    network: str,
+    *,
+    nonce: str = "",
+    image_command: Sequence[str] = (),
 ) -> list[str]:
     """`run` of `service`'s container, attached, on `network` as host `service.name`. Values
-    of `service_cli_env(service)` must be in the CLI's environment: none is on this line."""
-    for secret in service.secrets:
-        if not passed_through_cli_env(secret):
-            raise EngineError(
-                f"secret {secret!r} of service {service.name!r} cannot be handed over: the"
-                f" {binary} client reads a variable of that name itself"
-            )
+    of `service_cli_env(service)` must be in the CLI's environment: none is on this line.
+
+    A service with secrets reads them on stdin, as a step does (`loader.service_secrets_argv`,
+    with `nonce`), then `exec`s its command: its `run` under `sh -ec`, or `image_command`, the
+    image's ENTRYPOINT and CMD, which `--entrypoint sh` replaces."""
+    if service.secrets and not (nonce and (service.commands or image_command)):
+        raise ValueError("a service with secrets needs a nonce and its command")
     labels = {**step_labels(run), LABEL_SERVICE: service.name}
-    argv = container_argv(binary, "run", name, labels)
+    argv = container_argv(binary, "run", name, labels, interactive=bool(service.secrets))
     argv += ["--network", network, "--network-alias", service.name, "--hostname", service.name]
     for variable, value in service.env.items():
         if variable not in service.secrets:
             argv += ["-e", variable if passed_through_cli_env(variable) else f"{variable}={value}"]
-    for secret in service.secrets:
-        argv += ["-e", secret]
-    if service.commands:
-        # `run` replaces the image's ENTRYPOINT and CMD, as a step's commands do.
-        script = "\n".join(service.commands)
-        return [*argv, "--entrypoint", "sh", service.image_id, "-ec", script]
+    # `run` replaces the image's ENTRYPOINT and CMD, as a step's commands do.
+    commands = ["sh", "-ec", "\n".join(service.commands)] if service.commands else []
+    if service.secrets:
+        loading = loader.service_secrets_argv(nonce, commands or image_command)
+        return [*argv, "--entrypoint", "sh", service.image_id, *loading]
+    if commands:
+        return [*argv, "--entrypoint", "sh", service.image_id, *commands[1:]]
     return [*argv, service.image_id]
 
 
-def ready_argv(binary: str, name: str, command: str) -> list[str]:
+def ready_argv(binary: str, name: str, command: str, *, nonce: str = "") -> list[str]:
+    """`exec` of a service's `ready.run`; given the `nonce` of its secrets' script, a loader
+    reads that on stdin first, so the check sees the secrets as the service does."""
+    if nonce:
+        loading = loader.service_secrets_argv(nonce, ["sh", "-c", command])
+        return [binary, "exec", "-i", name, "sh", *loading]
     return [binary, "exec", name, "sh", "-c", command]
 
 
@@ -131,6 +155,9 @@ class ServiceContainer:
         self.tail: deque[str] = deque(maxlen=LOG_TAIL)
         self.ended = anyio.Event()
         self.exit_code: int | None = None
+        # Its secrets' loader's nonce and script, when it has secrets: `_start_line` sets them.
+        self.nonce = ""
+        self.script: bytes | None = None
 
     def log(self, line: str) -> None:
         self.tail.append(line)
@@ -140,15 +167,20 @@ class ServiceContainer:
         self,
         program: process.Program,
         argv: list[str],
+        script: bytes | None = None,
         *,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run the attached CLI until the container ends (or this is cancelled)."""
+        """Run the attached CLI until the container ends (or this is cancelled), with `script`
+        (the secrets' loader's) on its stdin, if any."""
         try:
             env = service_cli_env(self.service)
-            async with process.spawn(program, argv, env=env) as attached:
+            stdin = subprocess.PIPE if script is not None else subprocess.DEVNULL
+            async with process.spawn(program, argv, env=env, stdin=stdin) as attached:
                 task_status.started()
                 async with anyio.create_task_group() as pumps:
+                    if script is not None and attached.stdin is not None:
+                        pumps.start_soon(_send, attached.stdin, script)
                     pumps.start_soon(process.pump_lines, attached.stdout, self.log)
                     pumps.start_soon(process.pump_lines, attached.stderr, self.log)
                 self.exit_code = await attached.wait()
@@ -200,10 +232,8 @@ async def _run_with(
     async with anyio.create_task_group() as followers:
         try:
             for container in containers:
-                argv = service_run_argv(
-                    program.binary, run, container.service, container.name, network
-                )
-                await followers.start(container.follow, program, argv)
+                argv = await _start_line(program, run, container, network)
+                await followers.start(container.follow, program, argv, container.script)
             started = time.monotonic()
             async with anyio.create_task_group() as checks:
                 for container in containers:
@@ -225,6 +255,41 @@ async def _run_with(
     return code
 
 
+async def _start_line(
+    program: process.Program, run: StepRun, container: ServiceContainer, network: str
+) -> list[str]:
+    """The `run` line of `container`; for a service with secrets, its loader's nonce and
+    script are set on `container` too."""
+    service = container.service
+    if not service.secrets:
+        return service_run_argv(program.binary, run, service, container.name, network)
+    nonce = secrets.token_hex(16)
+    # Made before the container starts: a secret that cannot be handed over fails the step now.
+    container.script = loader.service_secrets_script(service.name, service.secrets, nonce)
+    container.nonce = nonce
+    image_command = (
+        [] if service.commands else await images.image_command(program, service.image_id)
+    )
+    argv = service_run_argv(
+        program.binary,
+        run,
+        service,
+        container.name,
+        network,
+        nonce=nonce,
+        image_command=image_command,
+    )
+    return argv
+
+
+async def _send(stdin: ByteSendStream, script: bytes) -> None:
+    """Hand the loader its script, then end its stdin (it has read all it needs by then). A CLI
+    that went away meanwhile says why itself; the service then never starts."""
+    with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        await stdin.send(script)
+        await stdin.aclose()
+
+
 def _first(group: BaseExceptionGroup[Exception]) -> Exception:
     """The first exception of `group` that is not a group itself."""
     first = group.exceptions[0]
@@ -243,17 +308,27 @@ async def _wait_ready(program: process.Program, container: ServiceContainer, log
     ready = service.ready
     timeout = ready.timeout if ready is not None else QUERY_TIMEOUT
     if ready is not None:
-        argv, interval = ready_argv(program.binary, container.name, ready.run), ready.interval
+        argv = ready_argv(program.binary, container.name, ready.run, nonce=container.nonce)
+        interval = ready.interval
     else:
         argv, interval = running_argv(program.binary, container.name), RUNNING_CHECK_INTERVAL
     with anyio.move_on_after(timeout):
         while not container.ended.is_set():
             with anyio.move_on_after(max(interval, 5.0)):
-                answer = await process.capture(program, argv)
-                if answer.code == 0 and (ready is not None or answer.out.strip() == "true"):
-                    return
+                if ready is not None:
+                    if await _check(program, argv, container.script) == 0:
+                        return
+                else:
+                    answer = await process.capture(program, argv)
+                    if answer.code == 0 and answer.out.strip() == "true":
+                        return
             with anyio.move_on_after(interval):
                 await container.ended.wait()
+    if container.ended.is_set() and service.secrets and _without_sh(container):
+        raise ServiceFailed(
+            f"service '{service.name}' has secrets, which reach it through /bin/sh, and its"
+            " image has no sh: give it an image with one, or no secrets"
+        )
     if container.ended.is_set():
         problem = f"exited with code {container.exit_code} before it was ready"
     else:
@@ -263,6 +338,27 @@ async def _wait_ready(program: process.Program, container: ServiceContainer, log
         for line in container.tail:
             log(f"  {service.name} | {line}")
     raise ServiceFailed(f"service '{service.name}' {problem}")
+
+
+async def _check(program: process.Program, argv: list[str], script: bytes | None) -> int:
+    """The exit code of a readiness check, `script` (the secrets' loader's) on its stdin."""
+    if script is None:
+        return (await process.capture(program, argv)).code
+    async with process.spawn(program, argv, stdin=subprocess.PIPE) as checking:
+        async with anyio.create_task_group() as streams:
+            if checking.stdin is not None:
+                streams.start_soon(_send, checking.stdin, script)
+            streams.start_soon(process.drain, checking.stdout)
+            streams.start_soon(process.drain, checking.stderr)
+        return await checking.wait()
+
+
+def _without_sh(container: ServiceContainer) -> bool:
+    """Whether the engine could not start the secrets' loader: the image has no `sh` (Docker
+    and Podman both say `exec: "sh": executable file not found`, and exit 127)."""
+    return container.exit_code == 127 and any(
+        '"sh": executable file not found' in line for line in container.tail
+    )
 
 
 async def _remove(program: process.Program, containers: list[str], network: str) -> None:
