@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from parapipe.model import LABEL_PIPELINE
@@ -58,6 +59,17 @@ def remove_pipeline_images(pipeline: str, engine: str = "docker") -> None:
             break
         subprocess.run([engine, "image", "rm", "-f", *ids], capture_output=True, check=False)
         ids = [image_id for image_id in ids if _image_present(engine, image_id)]
+
+
+def remove_podman_images_of(pipelines: Iterable[str]) -> None:
+    """`remove_pipeline_images` on Podman, for those of `pipelines` that have images there."""
+    listed = subprocess.run(
+        ["podman", "image", "ls", "--format", "{{.Repository}}"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    present = {repository.rpartition("/")[2] for repository in listed}
+    for pipeline in sorted(set(pipelines) & present):
+        remove_pipeline_images(pipeline, "podman")
 
 
 def _image_present(engine: str, ref: str) -> bool:
