@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -54,11 +55,14 @@ def remove_pipeline_images(pipeline: str, engine: str = "docker") -> None:
     ids = sorted(set(tagged + labelled))
     # A source stage is the tagged parent of the pipeline image (and of the next source stage):
     # it can only go once its children went, so what could not go is tried again.
+    # A container being removed meanwhile (a pooled one, a service) can hold one a moment.
     for _ in range(12):  # a chain of deltas is at most 9 deep
         if not ids:
             break
         subprocess.run([engine, "image", "rm", "-f", *ids], capture_output=True, check=False)
         ids = [image_id for image_id in ids if _image_present(engine, image_id)]
+        if ids:
+            time.sleep(0.5)
 
 
 def remove_podman_images_of(pipelines: Iterable[str]) -> None:
