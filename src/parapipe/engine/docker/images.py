@@ -166,28 +166,37 @@ async def _build_whole(
     program: process.Program, plan: ImagePlan, flavour: BuildFlavour, scratch: Path, log: LineSink
 ) -> str:
     """The pipeline image in one build (engines asked for no source stage)."""
-    context = scratch / "context"
-    await stage_build_context(plan, context)
-    if flavour.cache_mounts and flavour.binary is not None:
-        async with buildkit.base_reference(program, plan.base_id) as base:
-            text = argvs.dockerfile_text(plan, cache_mounts=True, base=base)
-            return await _build(program, plan, flavour, context, text, scratch, log)
-    text = argvs.dockerfile_text(plan, cache_mounts=flavour.cache_mounts)
-    return await _build(program, plan, flavour, context, text, scratch, log)
+    return await _build_from_base(program, plan, plan, flavour, scratch, log, argvs.dockerfile_text)
 
 
 async def _build_full_source(
     program: process.Program, plan: ImagePlan, flavour: BuildFlavour, scratch: Path, log: LineSink
 ) -> str:
+    source = replace(plan, tag=plan.source_tag)
+    return await _build_from_base(
+        program, plan, source, flavour, scratch, log, stages.source_dockerfile
+    )
+
+
+async def _build_from_base(
+    program: process.Program,
+    plan: ImagePlan,
+    built: ImagePlan,
+    flavour: BuildFlavour,
+    scratch: Path,
+    log: LineSink,
+    dockerfile: Callable[..., str],
+) -> str:
+    """Build `built` (the image or its source stage) from the base with the whole source as
+    context; BuildKit needs the base by a name it can start `FROM`."""
     context = scratch / "context"
     await stage_build_context(plan, context)
-    source = replace(plan, tag=plan.source_tag)
     if flavour.cache_mounts and flavour.binary is not None:
         async with buildkit.base_reference(program, plan.base_id) as base:
-            text = stages.source_dockerfile(plan, cache_mounts=True, base=base)
-            return await _build(program, source, flavour, context, text, scratch, log)
-    text = stages.source_dockerfile(plan, cache_mounts=flavour.cache_mounts)
-    return await _build(program, source, flavour, context, text, scratch, log)
+            text = dockerfile(plan, cache_mounts=True, base=base)
+            return await _build(program, built, flavour, context, text, scratch, log)
+    text = dockerfile(plan, cache_mounts=flavour.cache_mounts)
+    return await _build(program, built, flavour, context, text, scratch, log)
 
 
 async def _build_delta_source(
