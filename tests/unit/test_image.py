@@ -23,8 +23,8 @@ from parapipe.run.image_plan import (
     host_ca_bundle,
     plan_image,
     repository_name,
-    select_source_files,
 )
+from parapipe.run.source_files import select_source_files
 from parapipe.spec.load import load_pipeline
 from tests.helpers.git import git
 
@@ -358,3 +358,22 @@ def test_a_prepare_glob_that_matches_nothing_is_located(source: Path) -> None:
     assert str(caught.value).startswith(
         "ci.yaml:5:22: 'image.prepare.files' glob 'requirements*.txt' matches no file"
     )
+
+
+def test_the_tags_of_a_known_tree_stay_what_they_were(tmp_path: Path) -> None:
+    """The hash's byte stream is the image's name: a change to how it is computed must not
+    change it (that is an IMAGE_FORMAT bump, which rebuilds every user's image)."""
+    root = tmp_path / "src"
+    write(root, {"main.py": "print('hi')\n", "lib/util.py": "x = 1\n", "run.sh": "#!/bin/sh\n"})
+    (root / "run.sh").chmod(0o755)
+    (root / "main.py").chmod(0o644)
+    (root / "lib" / "util.py").chmod(0o644)
+    (root / "link").symlink_to("main.py")
+    plan = plan_image(pipeline(root), BASE_ID)
+    assert plan.tag == "parapipe/my-pipeline:95549254d980fc9caa84"
+    assert plan.source_tag == "parapipe-source/my-pipeline:9094b74ab98a07c546f0"
+    assert plan.inputs_label == {
+        "io.parapipe.inputs": '{"base":"sha256:' + "b" * 64 + '","ca":"","env":"ad5906aa7ab239da",'
+        '"files":"c2f44475bf4cfc86","format":"parapipe-image-v2","name":"My Pipeline!",'
+        '"prepare":"9a412847bc7a90cd","setup":"5e371f6da9707773","workdir":"/src"}'
+    }

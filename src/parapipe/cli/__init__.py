@@ -10,10 +10,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from parapipe.cli.cache import cache_prune_command
-from parapipe.cli.export import export_github_command
-from parapipe.cli.hook import hook_install_command, hook_run_command, hook_uninstall_command
-from parapipe.cli.image import image_command
 from parapipe.cli.parser import build_parser
 from parapipe.cli.requests import (
     CachePruneRequest,
@@ -30,10 +26,6 @@ from parapipe.cli.requests import (
     WatchRequest,
     request_from,
 )
-from parapipe.cli.run import run_command
-from parapipe.cli.shell import shell_command
-from parapipe.cli.spec_commands import graph_command, validate_command
-from parapipe.cli.watch import watch_command
 from parapipe.errors import ExitCode, ParapipeError, SpecError
 
 __all__ = ["main"]
@@ -56,26 +48,50 @@ def _needs_prefix(exc: ParapipeError) -> bool:
 
 
 def _dispatch(request: Request) -> int:
+    # Each command's module is imported when it is asked for: an unchanged re-run is mostly
+    # Python starting, and the other commands' imports would only add to it.
     match request:
         case RunRequest():
+            from parapipe.cli.run import run_command
+
             return run_command(request)
         case WatchRequest():
+            from parapipe.cli.watch import watch_command
+
             return watch_command(request)
         case ValidateRequest():
+            from parapipe.cli.spec_commands import validate_command
+
             return validate_command(request)
         case GraphRequest():
+            from parapipe.cli.spec_commands import graph_command
+
             return graph_command(request)
         case ExportGithubRequest():
+            from parapipe.cli.export import export_github_command
+
             return export_github_command(request)
         case HookInstallRequest():
+            from parapipe.cli.hook import hook_install_command
+
             return hook_install_command(request)
         case HookUninstallRequest():
+            from parapipe.cli.hook import hook_uninstall_command
+
             return hook_uninstall_command(request)
         case HookRunRequest():
+            from parapipe.cli.hook import hook_run_command
+
             return hook_run_command(request)
         case CachePruneRequest():
+            from parapipe.cli.cache import cache_prune_command
+
             return cache_prune_command(request)
         case ShellRequest():
+            from parapipe.cli.shell import shell_command
+
             return shell_command(request)
         case ImageRequest():
+            from parapipe.cli.image import image_command
+
             return image_command(request)

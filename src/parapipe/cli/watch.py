@@ -179,7 +179,7 @@ class WatchSession:
         """Send on each batch of changed source files, relative to `image.source`."""
         import watchfiles
 
-        from parapipe.run.image_plan import select_source_files
+        from parapipe.run.source_files import select_source_files
 
         exclude = self.pipeline.image.exclude
         # The run's own writes (state, reports, exports) must not set off the next run.
@@ -214,7 +214,7 @@ class WatchSession:
 def is_candidate(path: Path, source: Path, written: Iterable[Path]) -> bool:
     """Whether a changed `path` may be a source file, judged from its name alone: under
     `source`, outside git's folder and what the run writes. The watch then asks git."""
-    from parapipe.run.image_plan import ALWAYS_EXCLUDED
+    from parapipe.run.source_files import ALWAYS_EXCLUDED
 
     if not path.is_relative_to(source) or any(path.is_relative_to(w) for w in written):
         return False

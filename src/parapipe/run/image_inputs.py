@@ -108,10 +108,12 @@ def _pairs(mapping: Mapping[str, str]) -> list[str]:
     return [part for pair in sorted(mapping.items()) for part in pair]
 
 
+def length_prefixed(parts: Iterable[str]) -> bytes:
+    """`parts` as one byte string, each prefixed with its length so no two sequences collide.
+    Built whole and hashed in one call: a large tree has tens of thousands of parts."""
+    encoded = [part.encode("utf-8", "surrogateescape") for part in parts]
+    return b"".join([piece for data in encoded for piece in (len(data).to_bytes(8, "big"), data)])
+
+
 def _digest(parts: Iterable[str]) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        data = part.encode("utf-8", "surrogateescape")
-        digest.update(len(data).to_bytes(8, "big"))
-        digest.update(data)
-    return digest.hexdigest()[:SHORT]
+    return hashlib.sha256(length_prefixed(parts)).hexdigest()[:SHORT]

@@ -11,13 +11,10 @@ import os
 import re
 import ssl
 import stat
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
-
-import pathspec
 
 from parapipe import globs
 from parapipe.errors import ImageBuildFailed, SpecError
@@ -30,7 +27,9 @@ from parapipe.model import (
     Pipeline,
 )
 from parapipe.run import image_inputs
+from parapipe.run.source_files import select_source_files
 from parapipe.run.state.digests import DigestCache
+from parapipe.run.state.plan_memo import PlanMemo, RememberedPlan, signature, stat_entry
 
 # Bump when the way an image is made from the same inputs changes, so old tags stop matching.
 IMAGE_FORMAT: Final = "parapipe-image-v2"
@@ -39,32 +38,6 @@ TAG_REPOSITORY: Final = "parapipe"
 SOURCE_REPOSITORY: Final = "parapipe-source"  # the pre-setup stage, kept for the next delta
 HASH_LENGTH: Final = 20
 SYSTEM_CA_BUNDLE: Final = Path("/etc/ssl/certs/ca-certificates.crt")
-
-# Never part of the image, wherever they appear: git's own data and parapipe's run folders.
-ALWAYS_EXCLUDED: Final = frozenset({".git", ".parapipe"})
-
-# Git variables set by hooks (a pre-push hook runs us) would point `git ls-files` at another
-# index or work tree; these are the ones that only configure git and are safe to keep.
-_GIT_ENV_KEPT: Final = ("GIT_EXEC_PATH", "GIT_CONFIG_")
-
-
-def select_source_files(
-    source: Path, exclude: Sequence[str], stats: dict[str, os.stat_result] | None = None
-) -> list[str]:
-    """The files of `source` that go into the image: POSIX paths relative to it, sorted.
-
-    Regular files and symlinks only. Git-ignored files are left out (by git itself inside a work
-    tree, else by the `.gitignore` files found in the tree), then whatever matches `exclude`.
-    The `lstat` of files git listed goes into `stats`, so that they are not asked twice.
-    """
-    candidates = _git_files(source, stats)
-    if candidates is None:
-        candidates = _walked_files(source)
-    kept = (path for path in candidates if ALWAYS_EXCLUDED.isdisjoint(path.split("/")))
-    if exclude:
-        excluded = pathspec.GitIgnoreSpec.from_lines(exclude)
-        kept = (path for path in kept if not excluded.match_file(path))
-    return sorted(kept)
 
 
 def host_ca_bundle() -> Path | None:
@@ -100,36 +73,87 @@ def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
     return plan_image_and_source(pipeline, base_id)[0]
 
 
-def plan_image_and_source(pipeline: Pipeline, base_id: str) -> tuple[ImagePlan, SourceManifest]:
+@dataclass(frozen=True)
+class SourceListing:
+    """The image's files with their `lstat`, and a signature of all a plan reads: the spec's
+    image section, the base, the pipeline's name, and the stat of every file and the CA."""
+
+    files: tuple[str, ...]
+    stats: dict[str, os.stat_result]
+    ca_bundle: Path | None
+    signature: str
+    newest_mtime_ns: int
+
+
+def list_source(pipeline: Pipeline, base_id: str) -> SourceListing:
+    """List and `lstat` the image's files (blocking; from a worker thread)."""
+    spec = pipeline.image
+    stats: dict[str, os.stat_result] = {}
+    files = tuple(select_source_files(spec.source, spec.exclude, stats))
+    entries = []
+    for path in files:
+        status = stats.get(path)
+        if status is None:  # listed without git: not stat-ed yet
+            try:
+                status = stats[path] = os.lstat(f"{spec.source}/{path}")
+            except OSError as exc:
+                raise ImageBuildFailed(
+                    f"cannot read {spec.source}/{path} for the image: {exc.strerror or exc}"
+                ) from exc
+        entries.append(stat_entry(path, status))
+    ca_bundle = host_ca_bundle() if spec.host_ca else None
+    ca_entry = stat_entry(str(ca_bundle), ca_bundle.stat()) if ca_bundle is not None else None
+    newest = max((entry[2] for entry in entries), default=0)
+    if ca_entry is not None:
+        newest = max(newest, ca_entry[2])
+    key = signature((IMAGE_FORMAT, base_id, pipeline.name, repr(spec), ca_entry, entries))
+    return SourceListing(files, stats, ca_bundle, key, newest)
+
+
+def remembered_plan(pipeline: Pipeline, base_id: str) -> tuple[ImagePlan | None, SourceListing]:
+    """The plan of the last run, when nothing it read has changed since (no file is read, only
+    stat-ed), else None; and the listing, for `plan_image_and_source`. Blocking."""
+    listing = list_source(pipeline, base_id)
+    memo = PlanMemo(pipeline.state_dir, pipeline.name, pipeline.image.source)
+    known = memo.recall(listing.signature, listing.newest_mtime_ns)
+    if known is None:
+        return None, listing
+    return _plan(pipeline, base_id, listing, known), listing
+
+
+def plan_image_and_source(
+    pipeline: Pipeline, base_id: str, listing: SourceListing | None = None
+) -> tuple[ImagePlan, SourceManifest]:
     """`plan_image`, with the manifest of its source stage (for a delta on the next edit).
 
     Two hashes: the source stage's (base, env, labels, prepare, CA, files), which tags the
     pre-setup image, and the image's, which adds the setup commands and tags the pipeline image.
-    A file's digest is read again only when its stat changed (`DigestCache`).
+    A file's digest is read again only when its stat changed (`DigestCache`). The result is
+    remembered for `remembered_plan`.
     """
     spec = pipeline.image  # checked when the spec was loaded (`parapipe.spec.image_checks`)
-    stats: dict[str, os.stat_result] = {}
-    files = tuple(select_source_files(spec.source, spec.exclude, stats))
-    ca_bundle = host_ca_bundle() if spec.host_ca else None
-    env = dict(spec.env)
-    if ca_bundle is not None:
-        env = {name: CA_BUNDLE_PATH for name in CA_ENV_VARS} | env
+    if listing is None:
+        listing = list_source(pipeline, base_id)
+    files, ca_bundle = listing.files, listing.ca_bundle
+    env = _image_env(spec, ca_bundle)
     labels = {LABEL_PIPELINE: pipeline.name}
     digest = hashlib.sha256()
     _feed(digest, IMAGE_FORMAT, base_id, spec.workdir)
     _feed(digest, "env", *_flatten(sorted(env.items())))
     _feed(digest, "labels", *_flatten(sorted(labels.items())))
-    digests = DigestCache(pipeline.state_dir, spec.source, stats)
+    digests = DigestCache(pipeline.state_dir, spec.source, listing.stats)
     prepare_files = _feed_prepare(digest, spec, files, digests)
     ca_digest = _file_digest(ca_bundle) if ca_bundle is not None else ""
     _feed(digest, "ca", ca_digest)
     stage = digest.hexdigest()
     _feed(digest, "files", str(len(files)))
     fingerprints: dict[str, tuple[str, str, int]] = {}
+    parts: list[str] = []
     for path in files:
         fingerprint = _fingerprint(spec.source, path, digests)
         fingerprints[path] = fingerprint
-        _feed(digest, path, *fingerprint[:2])
+        parts += (path, fingerprint[0], fingerprint[1])
+    _feed(digest, *parts)
     digests.save()
     source_hash = digest.hexdigest()
     _feed(digest, "setup", str(len(spec.setup)), *spec.setup)
@@ -143,24 +167,43 @@ def plan_image_and_source(pipeline: Pipeline, base_id: str) -> tuple[ImagePlan, 
         ca_digest=ca_digest,
         fingerprints={path: fingerprint[:2] for path, fingerprint in fingerprints.items()},
     )
-    plan = ImagePlan(
+    known = RememberedPlan(
         tag=image_tag(pipeline.name, digest.hexdigest()),
+        source_tag=image_tag(pipeline.name, source_hash, SOURCE_REPOSITORY),
+        inputs=inputs,
+        prepare_files=prepare_files,
+    )
+    PlanMemo(pipeline.state_dir, pipeline.name, spec.source).remember(listing.signature, known)
+    return _plan(pipeline, base_id, listing, known), SourceManifest(stage, fingerprints)
+
+
+def _image_env(spec: ImageSpec, ca_bundle: Path | None) -> dict[str, str]:
+    if ca_bundle is None:
+        return dict(spec.env)
+    return {name: CA_BUNDLE_PATH for name in CA_ENV_VARS} | dict(spec.env)
+
+
+def _plan(
+    pipeline: Pipeline, base_id: str, listing: SourceListing, known: RememberedPlan
+) -> ImagePlan:
+    spec = pipeline.image
+    return ImagePlan(
+        tag=known.tag,
         base_id=base_id,
         source=spec.source,
-        files=files,
+        files=listing.files,
         workdir=spec.workdir,
-        env=env,
+        env=_image_env(spec, listing.ca_bundle),
         setup=spec.setup,
-        ca_bundle=ca_bundle,
-        labels=labels,
-        prepare_files=prepare_files,
+        ca_bundle=listing.ca_bundle,
+        labels={LABEL_PIPELINE: pipeline.name},
+        prepare_files=known.prepare_files,
         prepare=spec.prepare.run if spec.prepare else (),
         prepare_env=dict(spec.prepare.env) if spec.prepare else {},
         caches=dict(spec.caches),
-        inputs=inputs,
-        source_tag=image_tag(pipeline.name, source_hash, SOURCE_REPOSITORY),
+        inputs=known.inputs,
+        source_tag=known.source_tag,
     )
-    return plan, SourceManifest(stage=stage, files=fingerprints)
 
 
 def _feed_prepare(
@@ -223,128 +266,6 @@ def repository_name(pipeline_name: str) -> str:
     return name or "pipeline"
 
 
-def _git_files(source: Path, stats: dict[str, os.stat_result] | None = None) -> list[str] | None:
-    """What git would add under `source` (tracked plus untracked-not-ignored), or None when
-    `source` is not in a git work tree or git is missing."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("GIT_") or name.startswith(_GIT_ENV_KEPT)
-    }
-    try:
-        listing = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(source),
-                "ls-files",
-                "-z",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-            ],
-            capture_output=True,
-            check=False,
-            env=env,
-        )
-    except OSError:
-        return None
-    if listing.returncode != 0:
-        return None
-    files: list[str] = []
-    root = os.fspath(source)
-    # A path shows up once per merge stage while a conflict is unresolved.
-    for entry in sorted({os.fsdecode(raw) for raw in listing.stdout.split(b"\0") if raw}):
-        path = entry.rstrip("/")
-        try:
-            # Plain strings, not Path: this runs once per file of a large tree.
-            status = os.lstat(os.path.join(root, path))
-        except FileNotFoundError:
-            continue  # tracked, but deleted from the work tree
-        mode = status.st_mode
-        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-            files.append(path)
-            if stats is not None:
-                stats[path] = status
-        elif stat.S_ISDIR(mode) and path.split("/")[-1] not in ALWAYS_EXCLUDED:
-            # A submodule, or a nested repository git lists as one untracked folder: it has
-            # its own ignore rules.
-            folder = source / path
-            nested = _git_files(folder) if (folder / ".git").exists() else None
-            if nested is None:
-                nested = _walked_files(folder)
-            files.extend(f"{path}/{inner}" for inner in nested)
-    return files
-
-
-def _walked_files(source: Path) -> list[str]:
-    """The files under `source` that `.gitignore` files do not ignore, read as git reads them:
-    a deeper `.gitignore` overrides a shallower one, and an ignored folder is not entered.
-
-    For when git cannot answer. The `.gitignore` files between the work tree's root (the
-    folder holding `.git`, when there is one) and `source` apply too.
-    """
-    top = _work_tree_root(source) or source
-    lead = source.relative_to(top).parts
-    ignores: dict[str, pathspec.GitIgnoreSpec] = {}
-    for depth in range(len(lead)):
-        prefix = "".join(f"{part}/" for part in lead[:depth])
-        _read_gitignore(top / prefix, prefix, ignores)
-    lead_prefix = "".join(f"{part}/" for part in lead)
-    files: list[str] = []
-    for folder, dirnames, filenames in os.walk(source):
-        relative = Path(folder).relative_to(source).as_posix()
-        inner = "" if relative == "." else f"{relative}/"
-        prefix = lead_prefix + inner
-        _read_gitignore(Path(folder), prefix, ignores)
-        entered = []
-        for name in dirnames:
-            if name in ALWAYS_EXCLUDED:
-                continue
-            if Path(folder, name).is_symlink():
-                # A symlink to a folder: os.walk lists it with the folders but does not follow
-                # it; in the image it stays a symlink.
-                if not _ignored(ignores, prefix + name):
-                    files.append(inner + name)
-            elif not _ignored(ignores, prefix + name, folder=True):
-                entered.append(name)
-        dirnames[:] = entered
-        for name in filenames:
-            mode = Path(folder, name).lstat().st_mode
-            if (stat.S_ISREG(mode) or stat.S_ISLNK(mode)) and not _ignored(ignores, prefix + name):
-                files.append(inner + name)
-    return files
-
-
-def _work_tree_root(path: Path) -> Path | None:
-    return next((folder for folder in (path, *path.parents) if (folder / ".git").exists()), None)
-
-
-def _read_gitignore(folder: Path, prefix: str, ignores: dict[str, pathspec.GitIgnoreSpec]) -> None:
-    gitignore = folder / ".gitignore"
-    if gitignore.is_file():
-        with gitignore.open(encoding="utf-8", errors="surrogateescape") as lines:
-            ignores[prefix] = pathspec.GitIgnoreSpec.from_lines(lines)
-
-
-def _ignored(
-    ignores: dict[str, pathspec.GitIgnoreSpec], path: str, *, folder: bool = False
-) -> bool:
-    """Whether the `.gitignore` files in `ignores` (keyed by their folder's prefix) ignore `path`.
-    The deepest file with a matching pattern decides, as in git."""
-    parts = path.split("/")
-    for depth in range(len(parts) - 1, -1, -1):
-        prefix = "".join(f"{part}/" for part in parts[:depth])
-        spec = ignores.get(prefix)
-        if spec is None:
-            continue
-        relative = "/".join(parts[depth:]) + ("/" if folder else "")
-        verdict = spec.check_file(relative).include
-        if verdict is not None:
-            return verdict
-    return False
-
-
 def _fingerprint(source: Path, path: str, digests: DigestCache) -> tuple[str, str, int]:
     """The kind of the file, a digest of what the image gets from it (a regular file's from
     `digests` while its stat is unchanged) and its size."""
@@ -374,7 +295,4 @@ def _flatten(pairs: Iterable[tuple[str, str]]) -> list[str]:
 
 def _feed(digest: hashlib._Hash, *parts: str) -> None:
     """Add `parts` to `digest`, each prefixed with its length so no two sequences collide."""
-    for part in parts:
-        data = part.encode("utf-8", "surrogateescape")
-        digest.update(len(data).to_bytes(8, "big"))
-        digest.update(data)
+    digest.update(image_inputs.length_prefixed(parts))

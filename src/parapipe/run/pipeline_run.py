@@ -34,7 +34,12 @@ from parapipe.run.events import (
     StepStarted,
     Subscriber,
 )
-from parapipe.run.image_plan import check_prepare_files, plan_image_and_source
+from parapipe.run.image_plan import (
+    SourceManifest,
+    check_prepare_files,
+    plan_image_and_source,
+    remembered_plan,
+)
 from parapipe.run.left_out_needs import BroughtIn, find_left_out_outputs
 from parapipe.run.prewarm import PrewarmSubscriber
 from parapipe.run.scheduler import Scheduler
@@ -311,15 +316,14 @@ class PipelineRun:
             )
             try:
                 base_id = await self.engine.resolve_base(self.pipeline.image, log)
-                plan, manifest = await anyio.to_thread.run_sync(
-                    plan_image_and_source, self.pipeline, base_id
-                )
+                plan, found = await self._planned(base_id)
                 tag = plan.tag
-                image_id = await self.engine.find_image(plan.tag)
-                reused = image_id is not None
-                if image_id is None:
+                reused = isinstance(found, str)
+                if isinstance(found, str):
+                    image_id = found
+                else:
                     image_id = await source_delta.build_image(
-                        self.engine, plan, manifest, self.pipeline.state_dir, log
+                        self.engine, plan, found, self.pipeline.state_dir, log
                     )
                 self.steps.use_image(image_id, plan)
                 ready_plan = plan
@@ -343,6 +347,23 @@ class PipelineRun:
                 )
         self.publish(ImageFinished(result=result, plan=ready_plan))
         return result
+
+    async def _planned(self, base_id: str) -> tuple[ImagePlan, str | SourceManifest]:
+        """The image's plan, with the id of its image when the engine has it, else with what
+        building it needs. An unchanged source names its image from the last run's plan and
+        reads no file."""
+        remembered, listing = await anyio.to_thread.run_sync(
+            remembered_plan, self.pipeline, base_id
+        )
+        if remembered is not None:
+            image_id = await self.engine.find_image(remembered.tag)
+            if image_id is not None:
+                return remembered, image_id
+        plan, manifest = await anyio.to_thread.run_sync(
+            plan_image_and_source, self.pipeline, base_id, listing
+        )
+        image_id = await self.engine.find_image(plan.tag)
+        return plan, manifest if image_id is None else image_id
 
     async def _remove_old_images(self, image: ImageResult) -> None:
         """A build made a new image: the pipeline's old ones go (`image.keep`), while the steps
