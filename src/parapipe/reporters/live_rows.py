@@ -183,11 +183,9 @@ def _heading_row(step: str, members: Sequence[LiveRow], now: float) -> LiveRow:
     status = next(s for s in _HEADING_ORDER if s in present)
     spinners = [row.spinner for row in members if row.spinner is not None]
     starts = [row.started for row in members if row.started is not None]
-    running = Status.RUNNING in present
-    if starts:
-        end = (
-            now if running else max((r.ended for r in members if r.ended is not None), default=now)
-        )
+    ends = [row.ended for row in members if row.ended is not None]
+    if starts:  # the step's wall time, still growing while an instance runs
+        end = now if Status.RUNNING in present or not ends else max(ends)
         duration: float | None = end - min(starts)
     else:  # none ran here (all cached, say): the longest the step cache reports
         duration = max((r.duration for r in members if r.duration is not None), default=None)
