@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console, Group, RenderableType
@@ -25,13 +23,21 @@ from rich.text import Text
 from parapipe.model import ImageResult, RunInfo, RunResult, Status, StepResult
 from parapipe.reporters.base import Reporter
 from parapipe.reporters.eta import estimate_remaining
+from parapipe.reporters.live_rows import (
+    DisplayLine,
+    LineKind,
+    LiveRow,
+    display_lines,
+    fit,
+    step_line,
+    step_of,
+    tally,
+)
 from parapipe.reporters.summary import (
     STATUS_STYLES,
-    TAIL_LINES,
     describe_image,
     describe_step,
     format_duration,
-    output_lines,
     rich_summary,
     step_detail,
 )
@@ -67,52 +73,10 @@ _ASCII_GLYPHS = {
     Status.ERROR: "!",
 }
 
-# When the terminal is too short for every row, these are shown first; ties keep run order.
-_ROW_PRIORITY = {
-    Status.RUNNING: 0,
-    Status.FAILED: 1,
-    Status.TIMED_OUT: 1,
-    Status.ERROR: 1,
-    Status.ALLOWED_FAILURE: 2,
-    Status.INTERRUPTED: 2,
-    Status.QUEUED: 3,
-    Status.CANCELLED: 4,
-    Status.SKIPPED: 4,
-    Status.PASSED: 5,
-    Status.CACHED: 5,
-    Status.UNCHANGED: 5,
-}
 _FAILURES = (Status.FAILED, Status.TIMED_OUT, Status.ALLOWED_FAILURE, Status.ERROR)
 _IMAGE_LABEL = "image"
 _DURATION_WIDTH = 6  # "12.3s", "2m03s", "59m59s"
-
-
-@dataclass(kw_only=True)
-class _Row:
-    label: str
-    status: Status = Status.QUEUED
-    started: float | None = None  # on the reporter's clock
-    duration: float | None = None
-    last_line: str = ""
-    detail: str = ""
-    spinner: Spinner | None = None
-    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
-
-    def start(self, now: float, spinner: Spinner) -> None:
-        self.status = Status.RUNNING
-        self.started = now
-        self.spinner = spinner
-
-    def add_output(self, raw: str) -> None:
-        for line in output_lines(raw):
-            self.tail.append(line)
-            if line.strip():
-                self.last_line = line
-
-    def finish(self, status: Status, duration: float | None, detail: str, now: float) -> None:
-        if duration is None and self.started is not None:
-            duration = now - self.started
-        self.status, self.duration, self.detail, self.spinner = status, duration, detail, None
+_NARROW_WIDTH = 80  # columns; narrower, a matrix step whose instances all passed is one line
 
 
 class LiveReporter(Reporter):
@@ -132,8 +96,8 @@ class LiveReporter(Reporter):
         self._refresh_per_second = refresh_per_second
         self._clock = clock
         self._lock = threading.Lock()
-        self._image: _Row | None = None
-        self._rows: dict[str, _Row] = {}
+        self._image: LiveRow | None = None
+        self._rows: dict[str, LiveRow] = {}
         self._needs: dict[str, tuple[str, ...]] = {}
         self._order: Sequence[str] = ()
         self._live: Live | None = None
@@ -148,7 +112,7 @@ class LiveReporter(Reporter):
             self._needs = dict(info.needs)
             self._jobs = info.jobs
             for name in info.steps:
-                self._rows.setdefault(name, _Row(label=name))
+                self._rows.setdefault(name, LiveRow(label=name))
         header = Text.assemble(
             ("parapipe", "bold"),
             f" · pipeline {info.pipeline} · {len(info.steps)} steps, up to {info.jobs} at once"
@@ -167,7 +131,7 @@ class LiveReporter(Reporter):
 
     def image_started(self, tag: str) -> None:
         with self._lock:
-            self._image = _Row(label=_IMAGE_LABEL, detail=tag)
+            self._image = LiveRow(label=_IMAGE_LABEL, detail=tag)
             self._image.start(self._clock(), self._spinner())
 
     def image_output(self, line: str) -> None:
@@ -177,7 +141,7 @@ class LiveReporter(Reporter):
 
     def image_finished(self, result: ImageResult) -> None:
         with self._lock:
-            image = self._image or _Row(label=_IMAGE_LABEL)
+            image = self._image or LiveRow(label=_IMAGE_LABEL)
             self._image = image
             image.finish(result.status, result.duration, describe_image(result), self._clock())
             tail = list(image.tail)
@@ -216,11 +180,10 @@ class LiveReporter(Reporter):
     def render(self, *, frozen: bool = False) -> RenderableType:
         """The rows as they are now; `frozen` draws a glyph instead of a spinner."""
         with self._lock:
-            rows = [self._image] if self._image is not None else []
-            rows += self._rows.values()
             now = self._clock()
             eta = self._eta(now)
-            shown, hidden = _fit(rows, max(self.console.size.height - 2 - bool(eta), 4))
+            limit = max(self.console.size.height - 2 - bool(eta), 4)
+            shown, hidden = fit(self._lines(now, limit), limit)
             # Two columns short of the edge: the terminal echoes `^C` where the cursor is, and
             # at the edge that wraps a line, which leaves a stale row when the view is erased.
             width = max(self.console.size.width - 2, 20)
@@ -230,19 +193,28 @@ class LiveReporter(Reporter):
             table.add_column(no_wrap=True, overflow="ellipsis", max_width=self._name_width())
             table.add_column(justify="right", no_wrap=True, width=_DURATION_WIDTH)
             table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-            for row in shown:
+            for line in shown:
                 table.add_row(
-                    self._glyph(row, frozen),
-                    self._name(row),
-                    self._duration(row, now),
-                    self._last_column(row),
+                    self._glyph(line.row, frozen),
+                    self._name(line),
+                    self._duration(line.row, now),
+                    self._last_column(line),
                 )
             parts: list[RenderableType] = [table]
             if hidden:
-                parts.append(Text(f"… {len(hidden)} more: {_tally(hidden)}", style="dim"))
+                parts.append(Text(f"… {len(hidden)} more: {tally(hidden)}", style="dim"))
             if eta:
                 parts.append(Text(eta, style="dim"))
             return parts[0] if len(parts) == 1 else Group(*parts)
+
+    def _lines(self, now: float, limit: int) -> list[DisplayLine]:
+        """Every line, a matrix step's instances under its heading; on a narrow terminal, or
+        one too short for them all, a matrix step whose instances all passed is one line."""
+        image = [step_line(self._image)] if self._image is not None else []
+        lines = image + display_lines(self._rows.values(), now, collapse=False)
+        if self.console.size.width < _NARROW_WIDTH or len(lines) > limit:
+            lines = image + display_lines(self._rows.values(), now, collapse=True)
+        return lines
 
     def _eta(self, now: float) -> str:
         """`ETA: about 1m20s left (from earlier runs)` while steps run; "" when unknown."""
@@ -263,8 +235,8 @@ class LiveReporter(Reporter):
             return ""
         return f"ETA: {estimate.describe()} (from earlier runs)"
 
-    def _row(self, name: str) -> _Row:
-        return self._rows.setdefault(name, _Row(label=name))
+    def _row(self, name: str) -> LiveRow:
+        return self._rows.setdefault(name, LiveRow(label=name))
 
     def _spinner(self) -> Spinner:
         return Spinner(self._spinner_name, style=STATUS_STYLES[Status.RUNNING])
@@ -293,29 +265,35 @@ class LiveReporter(Reporter):
     def _name_width(self) -> int:
         return max(12, self.console.size.width // 3)
 
-    def _glyph(self, row: _Row, frozen: bool) -> RenderableType:
+    def _glyph(self, row: LiveRow, frozen: bool) -> RenderableType:
         if row.spinner is not None and not frozen:
             return row.spinner
         return Text(self._glyphs[row.status], style=STATUS_STYLES[row.status])
 
-    def _name(self, row: _Row) -> Text:
+    def _name(self, line: DisplayLine) -> Text:
+        row = line.row
         style = "italic" if row is self._image else ""
         if row.status is Status.RUNNING:
             style += " bold"
         elif row.status in (Status.QUEUED, Status.SKIPPED, Status.CANCELLED):
             style += " dim"
-        return Text(row.label, style=style.strip())
+        return Text(line.name, style=style.strip())
 
-    def _duration(self, row: _Row, now: float) -> str:
+    def _duration(self, row: LiveRow, now: float) -> str:
         if row.status is Status.RUNNING and row.started is not None:
             return format_duration(now - row.started)
         return "" if row.duration is None else format_duration(row.duration)
 
-    def _last_column(self, row: _Row) -> Text:
-        status = row.status
+    def _last_column(self, line: DisplayLine) -> Text:
+        row, status = line.row, line.row.status
         if status is Status.QUEUED:
-            pending = [need for need in self._needs.get(row.label, ()) if self._waits_on(need)]
-            return Text(f"after {', '.join(pending)}" if pending else "", style="dim")
+            if line.kind is LineKind.INSTANCE:
+                return Text("")  # what it waits for is on its heading
+            after = self._after(line.members[0].label if line.members else row.label)
+            return Text(after or (row.detail if line.members else ""), style="dim")
+        if line.kind is LineKind.HEADING:
+            style = "dim" if status.ok else STATUS_STYLES[status]
+            return Text(row.detail, style="" if status is Status.RUNNING else style)
         if status is Status.RUNNING:
             return Text.from_ansi(row.last_line) if row.last_line else Text(row.detail, "dim")
         if status is Status.PASSED:
@@ -324,22 +302,12 @@ class LiveReporter(Reporter):
             return Text.from_ansi(row.last_line, style="dim")
         return Text(row.detail, style=STATUS_STYLES[status])
 
+    def _after(self, name: str) -> str:
+        """`after lint, test`: the needs a step still waits for, a matrix step's instances by
+        their step's name."""
+        pending = [step_of(need) for need in self._needs.get(name, ()) if self._waits_on(need)]
+        return f"after {', '.join(dict.fromkeys(pending))}" if pending else ""
+
     def _waits_on(self, need: str) -> bool:
         row = self._rows.get(need)
         return row is not None and row.status is not Status.PASSED
-
-
-def _fit(rows: list[_Row], limit: int) -> tuple[list[_Row], list[_Row]]:
-    """Split rows into those shown and those summed up in one line, to fit `limit` lines."""
-    if len(rows) <= limit:
-        return rows, []
-    ranked = sorted(range(len(rows)), key=lambda i: (_ROW_PRIORITY[rows[i].status], i))
-    keep = set(ranked[: limit - 1])
-    shown = [row for i, row in enumerate(rows) if i in keep]
-    hidden = [row for i, row in enumerate(rows) if i not in keep]
-    return shown, hidden
-
-
-def _tally(rows: Iterable[_Row]) -> str:
-    counts = Counter(row.status for row in rows)
-    return ", ".join(f"{n} {status.value}" for status, n in counts.most_common())
