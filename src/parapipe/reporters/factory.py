@@ -8,26 +8,20 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
-
-from rich.console import Console
+from typing import TYPE_CHECKING, TextIO
 
 from parapipe.errors import UsageError
 from parapipe.model import OUTPUT_MODES, Pipeline
 from parapipe.reporters.base import Reporter
-from parapipe.reporters.github import (
-    GitHubAnnotations,
-    GitHubLogReporter,
-    SourceMap,
-    is_github_actions,
-)
-from parapipe.reporters.github_summary import GitHubSummary, summary_path
-from parapipe.reporters.json_report import JsonReporter
-from parapipe.reporters.junit import JUnitReporter
-from parapipe.reporters.live import LiveReporter
-from parapipe.reporters.plain import PlainReporter, QuietReporter
-from parapipe.reporters.timeline import TimelineReporter
+from parapipe.reporters.github import is_github_actions
 from parapipe.run.state.history import load_durations
+
+if TYPE_CHECKING:
+    from parapipe.reporters.github import SourceMap
+
+# The reporters are imported when chosen: a run that shows plain lines and writes no report
+# does not pay for the others' imports (rich's live display, XML), and an unchanged re-run is
+# mostly Python starting.
 
 MODES = OUTPUT_MODES
 
@@ -55,21 +49,32 @@ def make_reporters(
     view = make_view(mode, stream, environ=env, durations=durations)
     extra: list[Reporter] = []
     if is_github_actions(env):
+        from parapipe.reporters.github import GitHubAnnotations
+        from parapipe.reporters.github_summary import GitHubSummary, summary_path
+
         extra.append(GitHubAnnotations(stream, _source_map(pipeline)))
         summary = summary_path(env)
         if summary is not None:
             extra.append(GitHubSummary(summary))
     if reports.junit is not None:
+        from parapipe.reporters.junit import JUnitReporter
+
         extra.append(JUnitReporter(reports.junit))
     if reports.report is not None:
+        from parapipe.reporters.json_report import JsonReporter
+
         extra.append(JsonReporter(reports.report))
     if reports.timeline is not None:
+        from parapipe.reporters.timeline import TimelineReporter
+
         extra.append(TimelineReporter(reports.timeline))
     # The view first: a report that cannot be written must not keep the summary off screen.
     return [view, *extra]
 
 
 def _source_map(pipeline: Pipeline | None) -> SourceMap | None:
+    from parapipe.reporters.github import SourceMap
+
     if pipeline is None:
         return None
     return SourceMap(
@@ -101,11 +106,17 @@ def make_view(
     if mode == "auto":
         mode = "tty" if is_interactive(stream, env) else "plain"
     if mode == "github":
+        from parapipe.reporters.github import GitHubLogReporter
+
         return GitHubLogReporter(stream)
-    if mode == "plain":
-        return PlainReporter(stream)
-    if mode == "quiet":
-        return QuietReporter(stream)
+    if mode in ("plain", "quiet"):
+        from parapipe.reporters.plain import PlainReporter, QuietReporter
+
+        return PlainReporter(stream) if mode == "plain" else QuietReporter(stream)
+    from rich.console import Console
+
+    from parapipe.reporters.live import LiveReporter
+
     console = Console(
         file=stream,
         force_terminal=True,  # `tty` asked for explicitly, or `auto` found a terminal
