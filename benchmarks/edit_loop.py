@@ -113,8 +113,11 @@ class Project:
 def sh(
     argv: Sequence[str], cwd: Path | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
+    # Python writes and reuses bytecode, as on a user's machine: some sandboxes set
+    # PYTHONDONTWRITEBYTECODE, which would compile parapipe again on every run (about 0.1 s).
+    base = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
     return subprocess.run(
-        argv, cwd=cwd, capture_output=True, text=True, check=False, env={**os.environ, **env}
+        argv, cwd=cwd, capture_output=True, text=True, check=False, env={**base, **env}
     )
 
 
