@@ -97,7 +97,13 @@ def in_shell(child: pexpect.spawn, command: str, expected: str) -> None:
 
 
 def finished(child: pexpect.spawn) -> int:
-    child.expect(pexpect.EOF)
+    try:
+        child.expect(pexpect.EOF)
+    except pexpect.TIMEOUT:
+        # What was still running says where it hung: parapipe, an engine call, or a child
+        # holding the terminal open after parapipe exited.
+        tree = subprocess.run(["ps", "-ef", "--forest"], capture_output=True, text=True).stdout
+        pytest.fail(f"no exit within {WAIT}s; output:\n{child.before}\nprocesses:\n{tree}")
     child.close()
     assert child.exitstatus is not None, child.before
     return child.exitstatus

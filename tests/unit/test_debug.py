@@ -112,9 +112,13 @@ def test_kept_images_go_even_when_the_flow_is_interrupted(pipeline: Pipeline) ->
     def interrupted(prompt: str) -> str:
         raise KeyboardInterrupt
 
+    said: list[str] = []
     with pytest.raises(KeyboardInterrupt):
-        offer_shells(engine, pipeline, result, secrets=lambda step: {}, ask=interrupted, say=print)
+        offer_shells(
+            engine, pipeline, result, secrets=lambda step: {}, ask=interrupted, say=said.append
+        )
     assert not any(tag.startswith("parapipe-failed") for tag in engine.images)
+    assert said[-1] == "parapipe: removing the kept filesystem of 2 failed step(s)"
 
 
 def test_keep_failed_says_which_images_stay(pipeline: Pipeline) -> None:

@@ -136,11 +136,16 @@ def offer_shells(
     try:
         if not result.interrupted:
             _offer(engine, pipeline, result, kept, secrets, shell, ask, say)
+    except KeyboardInterrupt:
+        say("")  # the prompt's line was left open by the Ctrl-C
+        raise
     finally:
         if keep_images:
             for step in kept:
                 say(f"parapipe: kept the filesystem of {step.name!r} as image {step.image_id}")
-        else:
+        elif kept:
+            # Said first: on a busy engine the removal takes a moment after a Ctrl-C.
+            say(f"parapipe: removing the kept filesystem of {len(kept)} failed step(s)")
             anyio.run(engine.remove_images, [step.image_id for step in kept])
     return result.exit_code
 
