@@ -37,6 +37,7 @@ IMAGE_FORMAT: Final = "parapipe-image-v2"
 
 TAG_REPOSITORY: Final = "parapipe"
 SOURCE_REPOSITORY: Final = "parapipe-source"  # the pre-setup stage, kept for the next delta
+PREPARE_REPOSITORY: Final = "parapipe-prepare"  # the stage up to `prepare`, where committed
 HASH_LENGTH: Final = 20
 SYSTEM_CA_BUNDLE: Final = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -159,6 +160,7 @@ def plan_image_and_source(pipeline: Pipeline, base_id: str) -> tuple[ImagePlan, 
         caches=dict(spec.caches),
         inputs=inputs,
         source_tag=image_tag(pipeline.name, source_hash, SOURCE_REPOSITORY),
+        prepare_tag=image_tag(pipeline.name, stage, PREPARE_REPOSITORY) if spec.prepare else "",
     )
     return plan, SourceManifest(stage=stage, files=fingerprints)
 
