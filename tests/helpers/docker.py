@@ -65,6 +65,16 @@ def remove_pipeline_images(pipeline: str, engine: str = "docker") -> None:
             time.sleep(0.5)
 
 
+def remove_cache_volumes(pipeline: str) -> None:
+    """The pipeline's cache volumes (`caches`, and `image.caches` built without BuildKit)."""
+    listed = subprocess.run(
+        ["docker", "volume", "ls", "-q", "--filter", f"label={LABEL_PIPELINE}={pipeline}"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    if listed:
+        subprocess.run(["docker", "volume", "rm", "-f", *listed], capture_output=True, check=False)
+
+
 def remove_podman_images_of(pipelines: Iterable[str]) -> None:
     """`remove_pipeline_images` on Podman, for those of `pipelines` that have images there."""
     listed = subprocess.run(
