@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from pathlib import Path
@@ -357,4 +358,29 @@ def test_a_prepare_glob_that_matches_nothing_is_located(source: Path) -> None:
         check_prepare_files(pipeline(source, prepare=prepare))
     assert str(caught.value).startswith(
         "ci.yaml:5:22: 'image.prepare.files' glob 'requirements*.txt' matches no file"
+    )
+
+
+def test_the_prepare_tag_follows_the_prepare_inputs_only(source: Path) -> None:
+    prepare = PrepareSpec(
+        files=("lib/**",),
+        run=("make deps",),
+        env={"X": "1"},
+        file_locations=(Location(file="ci.yaml", line=5, column=13),),
+    )
+    assert plan_image(pipeline(source), BASE_ID).prepare_tag == ""  # nothing to commit
+    layered = plan_image(pipeline(source, prepare=prepare), BASE_ID)
+    assert re.fullmatch(r"parapipe-prepare/my-pipeline:[0-9a-f]{20}", layered.prepare_tag)
+    (source / "main.py").write_text("print('edited')\n")  # the source, not a prepare file
+    edited = plan_image(pipeline(source, prepare=prepare, setup=("other",)), BASE_ID)
+    assert edited.prepare_tag == layered.prepare_tag
+    assert edited.source_tag != layered.source_tag
+    (source / "lib/util.py").write_text("x = 2\n")  # a prepare file
+    assert plan_image(pipeline(source, prepare=prepare), BASE_ID).prepare_tag != (
+        layered.prepare_tag
+    )
+    other_env = dataclasses.replace(prepare, env={"X": "2"})
+    (source / "lib/util.py").write_text("x = 1\n")
+    assert plan_image(pipeline(source, prepare=other_env), BASE_ID).prepare_tag != (
+        layered.prepare_tag
     )

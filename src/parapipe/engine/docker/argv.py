@@ -33,7 +33,6 @@ from parapipe.model import (
 )
 
 CONTEXT_DOCKERFILE: Final = "Dockerfile"  # beside what `write_build_context` lays out
-PREPARE_FILES_COPY: Final = "COPY " + json.dumps([f"{CONTEXT_PREPARE}/", "./"])
 POOL_LABEL: Final = "io.parapipe.pool"  # a container started ahead of the step it will run
 HOLDER_LABEL: Final = "io.parapipe.network-holder"  # a container that lends its network
 
@@ -147,7 +146,7 @@ def dockerfile_text(plan: ImagePlan, *, cache_mounts: bool = False, base: str = 
     mounts = cache_mount_flags(plan) if cache_mounts else ""
     lines = [f"# parapipe {plan.tag}", *base_lines(plan, base)]
     if plan.prepare:
-        lines.append(PREPARE_FILES_COPY)
+        lines.append("COPY " + json.dumps([f"{CONTEXT_PREPARE}/", "./"]))
         for number, command in enumerate(plan.prepare, start=1):
             argv = prepare_command(number, command, plan.prepare_env)
             lines.append("RUN " + mounts + json.dumps(argv))
@@ -348,9 +347,8 @@ def start_terminal_argv(binary: str, name: str) -> list[str]:
 
 
 def commit_argv(binary: str, name: str, tag: str, changes: Sequence[str] = ()) -> list[str]:
-    """A stopped container's filesystem as the image `tag`, its config changed by the Dockerfile
-    instructions `changes`. Its config has the step's env but not its secrets, which reached the
-    step on stdin."""
+    """A stopped container's filesystem as the image `tag`, with `changes` (Dockerfile lines) to
+    its config. A step's has its env but not its secrets, which reached it on stdin."""
     return [binary, "commit", *(f for change in changes for f in ("--change", change)), name, tag]
 
 

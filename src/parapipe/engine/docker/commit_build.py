@@ -29,8 +29,8 @@ from typing import Final
 
 import anyio
 
-from parapipe.engine import process
-from parapipe.engine.api import CacheVolume, LineSink, cache_volume_name
+from parapipe.engine import api, process
+from parapipe.engine.api import CacheVolume, LineSink
 from parapipe.engine.build_context import (
     failed_command,
     prepare_command,
@@ -61,15 +61,7 @@ class ImageCommand:
 
 def cache_volumes(plan: ImagePlan) -> tuple[CacheVolume, ...]:
     """`image.caches` as the volumes steps' `caches` of the same names mount."""
-    return tuple(
-        CacheVolume(
-            name=cache_volume_name(plan.pipeline, cache),
-            pipeline=plan.pipeline,
-            cache=cache,
-            path=path,
-        )
-        for cache, path in sorted(plan.caches.items())
-    )
+    return api.cache_volumes(plan.pipeline, dict(sorted(plan.caches.items())))
 
 
 def prepare_script(plan: ImagePlan) -> str:

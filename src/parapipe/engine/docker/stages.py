@@ -13,9 +13,13 @@ import json
 from dataclasses import replace
 from typing import Final
 
-from parapipe.engine.build_context import CONTEXT_DELTA, CONTEXT_SOURCE, setup_command
+from parapipe.engine.build_context import (
+    CONTEXT_DELTA,
+    CONTEXT_PREPARE,
+    CONTEXT_SOURCE,
+    setup_command,
+)
 from parapipe.engine.docker.argv import (
-    PREPARE_FILES_COPY,
     assignments,
     base_lines,
     cache_mount_flags,
@@ -51,7 +55,8 @@ def unprepared_dockerfile(plan: ImagePlan) -> str:
     """The prepare stage before its commands run (base, CA, env, workdir, the files `prepare`
     gets), for a context holding only those files: its commands then run in a container."""
     lines = [f"# parapipe {plan.prepare_tag} (before prepare)", *base_lines(plan)]
-    return "\n".join([*lines, PREPARE_FILES_COPY]) + "\n"
+    lines.append("COPY " + json.dumps([f"{CONTEXT_PREPARE}/", "./"]))
+    return "\n".join(lines) + "\n"
 
 
 def prepared_source_dockerfile(plan: ImagePlan) -> str:
