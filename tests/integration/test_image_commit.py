@@ -57,7 +57,7 @@ def leftovers(project: Project) -> dict[str, list[str]]:
             for tag in docker(
                 "images", "--format", "{{.Tag}}", f"parapipe-prepare/{project.name}"
             ).split()
-            if tag.endswith("-unprepared")
+            if "-unprepared" in tag
         ],
     }
 

@@ -46,7 +46,7 @@ from parapipe.model import ImagePlan
 QUERY_TIMEOUT: Final = 60.0  # inspect / rm / rmi on a busy daemon
 COMMIT_TIMEOUT: Final = 600.0  # writing a large layer (a venv, a toolchain) on a busy disk
 CLEANUP_TIMEOUT: Final = 30.0
-UNPREPARED_SUFFIX: Final = "-unprepared"  # the prepare stage's tag before its commands ran
+UNPREPARED_SUFFIX: Final = "-unprepared"  # in the prepare stage's tag before its commands ran
 
 EnsureVolume = Callable[[CacheVolume], Awaitable[None]]
 
@@ -163,7 +163,8 @@ async def _prepared(program: process.Program, plan: ImagePlan, log: LineSink) ->
     if await images.find_image(program, plan.prepare_tag) is not None:
         log(f"image: prepare stage {plan.prepare_tag} already built; not running prepare")
         return
-    unprepared = replace(plan, tag=plan.prepare_tag + UNPREPARED_SUFFIX)
+    # Its own tag per build: another build of the same stage must not remove it under this one.
+    unprepared = replace(plan, tag=f"{plan.prepare_tag}{UNPREPARED_SUFFIX}-{secrets.token_hex(4)}")
     text = stages.unprepared_dockerfile(plan)
     try:
         await images.build_dockerfile(program, unprepared, LEGACY, log, text, with_source=False)
@@ -202,6 +203,7 @@ async def _run_and_commit(
         log(line)
 
     try:
+        log(f"parapipe: {stage} runs in container {name} from {image}")
         argv = stage_run_argv(program.binary, plan, name, image, script)
         code, tail = await process.stream(program, argv, watch)
         if code != 0:
@@ -213,7 +215,9 @@ async def _run_and_commit(
         committed = await process.query(program, commit, COMMIT_TIMEOUT)
         if committed.code != 0:
             raise ImageBuildFailed(f"cannot commit the {stage} of image {tag}: {committed.problem}")
-        return argvs.normalized_image_id(committed.out)
+        image_id = argvs.normalized_image_id(committed.out)
+        log(f"parapipe: {stage} committed as {tag} ({image_id})")
+        return image_id
     finally:
         # Cancelled or failed: `spawn` has killed the CLI by now, so it cannot create the
         # container after this removes it.
