@@ -47,7 +47,7 @@ def remove_pipeline_images(pipeline: str, engine: str = "docker") -> None:
     A build whose setup fails leaves the image of its last good step behind, untagged but
     labelled with the pipeline, and the legacy builder's intermediate images carry the label
     too: every image labelled with the test's own pipeline goes, its source stages
-    (`parapipe-source/<name>`) included."""
+    (`parapipe-source/<name>`) and prepare stages (`parapipe-prepare/<name>`) included."""
     if shutil.which(engine) is None:
         return
     tagged = _image_ids(engine, "ls", "-q", f"parapipe/{pipeline}")
