@@ -3,6 +3,7 @@ statuses, exit codes, logs, the run's exit code and the order the graph allows."
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -18,7 +19,7 @@ from parapipe.model import LABEL_PIPELINE, LABEL_RUN, RunResult, StepResult
 from parapipe.reporters.base import Reporter
 from parapipe.run.pipeline_run import RunOptions, run_pipeline
 from parapipe.spec.load import load_pipeline
-from tests.conformance.pipelines import ALL, PASS, Conformance
+from tests.conformance.pipelines import ALL, PASS, PREPARE, SETUP_FAILS, Conformance
 from tests.helpers.docker import prune_cache_mounts, remove_pipeline_images
 from tests.helpers.podman import remove_buildah_cache_mounts
 
@@ -155,6 +156,33 @@ async def test_every_engine_gives_the_same_result(
         assert bool(pooled) is (prewarm and (bool(waited) or case.lends_networks)), pooled
         lent = "starting in the network of" in _pool_log(result)
         assert lent is (prewarm and case.lends_networks), _pool_log(result)
+
+
+# The cases that build with `image.caches`: with the setup failure given caches too.
+_COMMITTED_CASES = [
+    PREPARE,
+    dataclasses.replace(
+        SETUP_FAILS,
+        name="setup-fails-cached",
+        spec=SETUP_FAILS.spec.replace("\nsteps:", "\n  caches: {c: /cache}\nsteps:", 1),
+    ),
+]
+
+
+@pytest.mark.parametrize("engine", ["docker"], indirect=True)
+@pytest.mark.parametrize("case", _COMMITTED_CASES, ids=[case.name for case in _COMMITTED_CASES])
+async def test_docker_without_buildkit_gives_the_same_result(
+    engine: str,
+    pipeline_name: str,
+    case: Conformance,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`image.caches` with Docker's legacy builder: prepare and setup run in a container that is
+    committed. parapipe reads `DOCKER_BUILDKIT=0` before it would probe for BuildKit (whose
+    verdict it keeps per process), so this holds whatever ran before in this process."""
+    monkeypatch.setenv("DOCKER_BUILDKIT", "0")
+    await test_every_engine_gives_the_same_result(engine, pipeline_name, case, False, tmp_path)
 
 
 def _pool_log(result: RunResult) -> str:

@@ -47,7 +47,7 @@ def remove_pipeline_images(pipeline: str, engine: str = "docker") -> None:
     A build whose setup fails leaves the image of its last good step behind, untagged but
     labelled with the pipeline, and the legacy builder's intermediate images carry the label
     too: every image labelled with the test's own pipeline goes, its source stages
-    (`parapipe-source/<name>`) included."""
+    (`parapipe-source/<name>`) and prepare stages (`parapipe-prepare/<name>`) included."""
     if shutil.which(engine) is None:
         return
     tagged = _image_ids(engine, "ls", "-q", f"parapipe/{pipeline}")
@@ -63,6 +63,16 @@ def remove_pipeline_images(pipeline: str, engine: str = "docker") -> None:
         ids = [image_id for image_id in ids if _image_present(engine, image_id)]
         if ids:
             time.sleep(0.5)
+
+
+def remove_cache_volumes(pipeline: str) -> None:
+    """The pipeline's cache volumes (`caches`, and `image.caches` built without BuildKit)."""
+    listed = subprocess.run(
+        ["docker", "volume", "ls", "-q", "--filter", f"label={LABEL_PIPELINE}={pipeline}"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    if listed:
+        subprocess.run(["docker", "volume", "rm", "-f", *listed], capture_output=True, check=False)
 
 
 def remove_podman_images_of(pipelines: Iterable[str]) -> None:

@@ -1,6 +1,8 @@
 """`image.prepare` and `image.caches` on real containers: a source edit reuses the prepare layer,
 an edit to a prepare file redoes it with the cache still there, and the cache's content never
-lands in the image."""
+lands in the image. On Docker both ways: BuildKit's cache mounts (through Debian's client), and
+with `DOCKER_BUILDKIT=0` the legacy builder with prepare and setup run in a container and
+committed, the caches mounted as volumes."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers.docker import BUSYBOX, prune_cache_mounts
+from tests.helpers.docker import BUSYBOX, prune_cache_mounts, remove_cache_volumes
 from tests.helpers.project import Project
 
 pytestmark = pytest.mark.docker
@@ -37,8 +39,20 @@ SPEC = f"""
 """
 
 
+@pytest.fixture(params=["buildkit", "commit"])
+def builder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How the image is built: with BuildKit's cache mounts where a client answers with BuildKit
+    (parapipe probes in its own process, which the CLI runs), or, with `DOCKER_BUILDKIT=0` in
+    the CLI's environment, by running prepare and setup in a container and committing it."""
+    if request.param == "commit":
+        monkeypatch.setenv("DOCKER_BUILDKIT", "0")
+    else:
+        monkeypatch.delenv("DOCKER_BUILDKIT", raising=False)
+    return str(request.param)
+
+
 @pytest.fixture
-def layered(project: Project) -> Iterator[Project]:
+def layered(project: Project, builder: str) -> Iterator[Project]:
     (project.root / "deps.txt").write_text("dep-1\n")
     (project.root / "app.txt").write_text("app-1\n")
     # The marker names the test's BuildKit cache mount, which is described by the command that
@@ -46,6 +60,7 @@ def layered(project: Project) -> Iterator[Project]:
     project.write_spec(SPEC.replace("MARKER", project.name))
     yield project
     prune_cache_mounts(project.name)
+    remove_cache_volumes(project.name)
 
 
 def shown(project: Project) -> dict[str, str]:
@@ -65,9 +80,13 @@ def image_tags(project: Project) -> list[str]:
     return sorted(listed.stdout.split())
 
 
-def test_a_source_edit_reuses_prepare_and_redoes_setup(layered: Project) -> None:
+def test_a_source_edit_reuses_prepare_and_redoes_setup(layered: Project, builder: str) -> None:
     first = shown(layered)
     assert first["app"] == "app-1"
+    # The log says which way the image was built (and so that this test built it that way).
+    head = (layered.last_run() / "image.build.log").read_text().splitlines()[:5]
+    committed = "image.caches are mounted by running prepare and setup in a container"
+    assert any(committed in line for line in head) == (builder == "commit"), head
     (layered.root / "app.txt").write_text("app-2\n")
     second = shown(layered)
     assert second["app"] == "app-2"  # setup saw the new source

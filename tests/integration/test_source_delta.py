@@ -19,6 +19,7 @@ from tests.helpers.docker import (
     BUSYBOX,
     docker_answers,
     prune_cache_mounts,
+    remove_cache_volumes,
     remove_pipeline_images,
 )
 from tests.helpers.podman import why_podman_cannot_run
@@ -49,11 +50,20 @@ echo "setup saw:"; cat /setup-saw.txt
 """
 
 
-@pytest.fixture(params=["docker", "docker-buildkit", "podman"])
-def engine(request: pytest.FixtureRequest, project: Project) -> Iterator[str]:
+@pytest.fixture(params=["docker", "docker-buildkit", "docker-commit", "podman"])
+def engine(
+    request: pytest.FixtureRequest, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """The engine to build with. `docker-buildkit`: Docker with `image.caches`, which builds
-    with BuildKit through whichever client answers with it (Debian's own here)."""
+    with BuildKit through whichever client answers with it (Debian's own here).
+    `docker-commit`: the same without BuildKit (`DOCKER_BUILDKIT=0`), so `prepare` and `setup`
+    run in a container that is committed."""
     name: str = request.param
+    if name == "docker-commit":
+        monkeypatch.setenv("DOCKER_BUILDKIT", "0")
+        prepared = '  prepare: {files: [keep.txt], run: ["cat keep.txt > /prepared.txt"]}\n'
+        cached = SPEC.replace("steps:", "  caches: {c: /cache}\nsteps:")
+        project.write_spec(cached.replace("  setup:", prepared + "  setup:"))
     if name == "podman" and (why := why_podman_cannot_run()) is not None:
         pytest.skip(why)
     if name == "docker-buildkit":
@@ -67,6 +77,8 @@ def engine(request: pytest.FixtureRequest, project: Project) -> Iterator[str]:
         remove_pipeline_images(project.name, "podman")
     if name == "docker-buildkit":
         prune_cache_mounts(project.name)
+    if name == "docker-commit":
+        remove_cache_volumes(project.name)
 
 
 def write_tree(root: Path) -> None:

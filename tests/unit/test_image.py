@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from pathlib import Path
@@ -377,3 +378,28 @@ def test_the_tags_of_a_known_tree_stay_what_they_were(tmp_path: Path) -> None:
         '"files":"c2f44475bf4cfc86","format":"parapipe-image-v2","name":"My Pipeline!",'
         '"prepare":"9a412847bc7a90cd","setup":"5e371f6da9707773","workdir":"/src"}'
     }
+
+
+def test_the_prepare_tag_follows_the_prepare_inputs_only(source: Path) -> None:
+    prepare = PrepareSpec(
+        files=("lib/**",),
+        run=("make deps",),
+        env={"X": "1"},
+        file_locations=(Location(file="ci.yaml", line=5, column=13),),
+    )
+    assert plan_image(pipeline(source), BASE_ID).prepare_tag == ""  # nothing to commit
+    layered = plan_image(pipeline(source, prepare=prepare), BASE_ID)
+    assert re.fullmatch(r"parapipe-prepare/my-pipeline:[0-9a-f]{20}", layered.prepare_tag)
+    (source / "main.py").write_text("print('edited')\n")  # the source, not a prepare file
+    edited = plan_image(pipeline(source, prepare=prepare, setup=("other",)), BASE_ID)
+    assert edited.prepare_tag == layered.prepare_tag
+    assert edited.source_tag != layered.source_tag
+    (source / "lib/util.py").write_text("x = 2\n")  # a prepare file
+    assert plan_image(pipeline(source, prepare=prepare), BASE_ID).prepare_tag != (
+        layered.prepare_tag
+    )
+    other_env = dataclasses.replace(prepare, env={"X": "2"})
+    (source / "lib/util.py").write_text("x = 1\n")
+    assert plan_image(pipeline(source, prepare=other_env), BASE_ID).prepare_tag != (
+        layered.prepare_tag
+    )

@@ -132,6 +132,16 @@ def cache_volume_name(pipeline: str, cache: str) -> str:
     return f"parapipe-cache-{scope}-{cache}"
 
 
+def cache_volumes(pipeline: str, caches: Mapping[str, str]) -> tuple[CacheVolume, ...]:
+    """`caches` (cache name -> path) of `pipeline` as the volumes that hold them."""
+    return tuple(
+        CacheVolume(
+            name=cache_volume_name(pipeline, cache), pipeline=pipeline, cache=cache, path=path
+        )
+        for cache, path in caches.items()
+    )
+
+
 # Runs each command with `sh -e`, in order, stopping at the first failure. stderr is merged into
 # stdout inside the container so the log keeps the order the step wrote it in.
 _STEP_SCRIPT = """exec 2>&1

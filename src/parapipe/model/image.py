@@ -59,6 +59,10 @@ class ImagePlan:
     # how to make it: None for a full copy of the source.
     source_tag: str = ""
     delta: SourceDelta | None = None
+    # The stage up to `prepare` (base, CA, env, prepare) tagged by the content hash of those
+    # inputs, for engines that make it an image of its own (Docker's run-and-commit when no
+    # client builds with BuildKit); "" without `prepare`.
+    prepare_tag: str = ""
 
     @property
     def pipeline(self) -> str:

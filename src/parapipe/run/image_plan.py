@@ -36,6 +36,7 @@ IMAGE_FORMAT: Final = "parapipe-image-v2"
 
 TAG_REPOSITORY: Final = "parapipe"
 SOURCE_REPOSITORY: Final = "parapipe-source"  # the pre-setup stage, kept for the next delta
+PREPARE_REPOSITORY: Final = "parapipe-prepare"  # the stage up to `prepare`, where committed
 HASH_LENGTH: Final = 20
 SYSTEM_CA_BUNDLE: Final = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -170,6 +171,9 @@ def plan_image_and_source(
     known = RememberedPlan(
         tag=image_tag(pipeline.name, digest.hexdigest()),
         source_tag=image_tag(pipeline.name, source_hash, SOURCE_REPOSITORY),
+        # The prepare stage of a build without BuildKit (engine.docker.commit_build), named by
+        # what goes into it: base, env, labels, CA and prepare.
+        prepare_tag=image_tag(pipeline.name, stage, PREPARE_REPOSITORY) if spec.prepare else "",
         inputs=inputs,
         prepare_files=prepare_files,
     )
@@ -203,6 +207,7 @@ def _plan(
         caches=dict(spec.caches),
         inputs=known.inputs,
         source_tag=known.source_tag,
+        prepare_tag=known.prepare_tag,
     )
 
 

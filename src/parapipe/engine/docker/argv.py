@@ -144,14 +144,7 @@ def dockerfile_text(plan: ImagePlan, *, cache_mounts: bool = False, base: str = 
     names the base image for BuildKit, which cannot start `FROM` an image id.
     """
     mounts = cache_mount_flags(plan) if cache_mounts else ""
-    lines = [f"# parapipe {plan.tag}", f"FROM {base or plan.base_id}"]
-    if plan.labels:
-        lines.append("LABEL " + assignments(plan.labels))
-    if plan.ca_bundle is not None:
-        lines.append("COPY " + json.dumps([CONTEXT_CA_BUNDLE, CA_BUNDLE_PATH]))
-    if plan.env:
-        lines.append("ENV " + assignments(plan.env, quote_names=False))
-    lines.append("WORKDIR " + dockerfile_quote(plan.workdir))
+    lines = [f"# parapipe {plan.tag}", *base_lines(plan, base)]
     if plan.prepare:
         lines.append("COPY " + json.dumps([f"{CONTEXT_PREPARE}/", "./"]))
         for number, command in enumerate(plan.prepare, start=1):
@@ -164,6 +157,19 @@ def dockerfile_text(plan: ImagePlan, *, cache_mounts: bool = False, base: str = 
     if plan.inputs_label:  # last: it changes with every edit
         lines.append("LABEL " + assignments(plan.inputs_label))
     return "\n".join(lines) + "\n"
+
+
+def base_lines(plan: ImagePlan, base: str = "") -> list[str]:
+    """The Dockerfile's lines before `prepare`: base, labels, CA, env and workdir."""
+    lines = [f"FROM {base or plan.base_id}"]
+    if plan.labels:
+        lines.append("LABEL " + assignments(plan.labels))
+    if plan.ca_bundle is not None:
+        lines.append("COPY " + json.dumps([CONTEXT_CA_BUNDLE, CA_BUNDLE_PATH]))
+    if plan.env:
+        lines.append("ENV " + assignments(plan.env, quote_names=False))
+    lines.append("WORKDIR " + dockerfile_quote(plan.workdir))
+    return lines
 
 
 def cache_mount_flags(plan: ImagePlan) -> str:
@@ -340,10 +346,10 @@ def start_terminal_argv(binary: str, name: str) -> list[str]:
     return [binary, "start", "--attach", "--interactive", name]
 
 
-def commit_argv(binary: str, name: str, tag: str) -> list[str]:
-    """A stopped container's filesystem as the image `tag`. Its config has the step's env but not
-    its secrets, which reached the step on stdin."""
-    return [binary, "commit", name, tag]
+def commit_argv(binary: str, name: str, tag: str, changes: Sequence[str] = ()) -> list[str]:
+    """A stopped container's filesystem as the image `tag`, with `changes` (Dockerfile lines) to
+    its config. A step's has its env but not its secrets, which reached it on stdin."""
+    return [binary, "commit", *(f for change in changes for f in ("--change", change)), name, tag]
 
 
 def image_remove_argv(binary: str, images: Iterable[str]) -> list[str]:

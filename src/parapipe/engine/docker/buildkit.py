@@ -9,6 +9,7 @@ made) with the client on PATH, then with Debian's `/usr/bin/docker`, and keeps t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -62,17 +63,37 @@ async def buildkit_client(program: process.Program, base_id: str) -> str | None:
 
 @asynccontextmanager
 async def base_reference(program: process.Program, base_id: str) -> AsyncIterator[str]:
-    """A temporary tag for `base_id`: BuildKit reads `FROM` as a name to resolve, and an image
-    id is not one. The tag goes afterwards; the image itself stays."""
+    """A name for `base_id` that BuildKit can start `FROM` (an image id is not one): a tag the
+    image has, else `parapipe-base:<hash>`, made for it and kept.
+
+    Nothing is untagged afterwards: a tag shared by every build from the same base would vanish
+    under another process's build from it, and removing the only tag of an untagged base (an
+    `image.build` one) removes the image, and with it the legacy builder's cache of it."""
+    answer = await process.query(program, tags_argv(program.binary, base_id), 60.0)
+    if answer.code != 0:
+        raise EngineError(f"{program.name}: cannot inspect the base image: {answer.problem}")
+    tags = existing_tags(answer.out)
+    if tags:
+        yield tags[0]
+        return
     reference = f"parapipe-base:{base_id.rpartition(':')[2][:HASH_LENGTH]}"
     tagged = await process.query(program, [program.binary, "tag", base_id, reference], 60.0)
     if tagged.code != 0:
         raise EngineError(f"{program.name}: cannot tag the base image: {tagged.problem}")
+    yield reference
+
+
+def tags_argv(binary: str, image_id: str) -> list[str]:
+    return [binary, "image", "inspect", "--format", "{{json .RepoTags}}", image_id]
+
+
+def existing_tags(answer: str) -> list[str]:
+    """`tags_argv`'s answer as a list of tags (none for `null`, `[]` or `<none>` ones)."""
     try:
-        yield reference
-    finally:
-        with anyio.CancelScope(shield=True):
-            await process.query(program, [program.binary, "image", "rm", reference], 60.0)
+        tags = json.loads(answer.strip() or "null") or []
+    except ValueError:
+        return []
+    return [tag for tag in tags if isinstance(tag, str) and tag and "<none>" not in tag]
 
 
 async def _first_answering(program: process.Program, context: Path, base_id: str) -> str | None:

@@ -20,6 +20,7 @@ from parapipe.engine import endpoints, process
 from parapipe.engine.api import Engine, LineSink, RemovedImages, ShellRun, StepRun
 from parapipe.engine.docker import (
     archive,
+    commit_build,
     errors,
     images,
     old_images,
@@ -85,6 +86,9 @@ class DockerEngine(Engine):
 
     async def build_image(self, plan: ImagePlan, log: LineSink) -> str:
         flavour = await self._pipeline_flavour(plan, log)
+        if flavour.run_and_commit:
+            ensure_volume = self._steps.ensure_volume
+            return await commit_build.build_pipeline_image(self.program, plan, log, ensure_volume)
         return await images.build_pipeline_image(self.program, plan, flavour, log)
 
     def session(self, run_dir: Path) -> AbstractAsyncContextManager[None]:

@@ -41,6 +41,9 @@ class BuildFlavour:
     # the pipeline image with when it is not the one on PATH.
     cache_mounts: bool = False
     binary: str | None = None
+    # `image.caches` without BuildKit: prepare and setup run in a container that is committed
+    # (`commit_build`), the rest is built by this flavour's builder.
+    run_and_commit: bool = False
 
 
 BUILDKIT: Final = BuildFlavour(("--progress=plain",), {"DOCKER_BUILDKIT": "1"})
@@ -72,16 +75,19 @@ async def pipeline_flavour(
     program: process.Program, plan: ImagePlan, flavour: BuildFlavour, log: LineSink
 ) -> BuildFlavour:
     """How to build a pipeline image with `image.caches`: with BuildKit's cache mounts through
-    whichever client answers with BuildKit, else `flavour` without them (said in the log)."""
-    if not plan.caches or os.environ.get("DOCKER_BUILDKIT", "").strip().lower() in ("0", "false"):
+    whichever client answers with BuildKit, else with the legacy builder and prepare and setup
+    run in a container that is committed (said in the log)."""
+    if not plan.caches:
         return flavour
-    client = await buildkit.buildkit_client(program, plan.base_id)
+    client = None
+    if os.environ.get("DOCKER_BUILDKIT", "").strip().lower() not in ("0", "false"):
+        client = await buildkit.buildkit_client(program, plan.base_id)
     if client is None:
         log(
-            f"parapipe: no {program.name} client here builds with BuildKit;"
-            " image.caches are not mounted while the image builds"
+            f"parapipe: no {program.name} client here builds with BuildKit; image.caches are"
+            " mounted by running prepare and setup in a container and committing it"
         )
-        return flavour
+        return replace(LEGACY, run_and_commit=True)
     return replace(BUILDKIT, cache_mounts=True, binary=client)
 
 
@@ -137,9 +143,49 @@ async def build_pipeline_image(
     if not plan.source_tag:
         return await _in_scratch(program, plan, flavour, log, _build_whole)
     if await find_image(program, plan.source_tag) is None:
-        builder = _build_full_source if plan.delta is None else _build_delta_source
-        await _in_scratch(program, plan, flavour, log, builder)
+        await build_source_stage(program, plan, flavour, log)
+    return await build_setup_stage(program, plan, flavour, log)
+
+
+async def build_source_stage(
+    program: process.Program, plan: ImagePlan, flavour: BuildFlavour, log: LineSink
+) -> str:
+    """The source stage `plan.source_tag`, as a full copy from the base or as `plan.delta`."""
+    builder = _build_full_source if plan.delta is None else _build_delta_source
+    return await _in_scratch(program, plan, flavour, log, builder)
+
+
+async def build_setup_stage(
+    program: process.Program, plan: ImagePlan, flavour: BuildFlavour, log: LineSink
+) -> str:
+    """The pipeline image: `setup` on the source stage, which exists."""
     return await _in_scratch(program, plan, flavour, log, _build_setup)
+
+
+async def build_dockerfile(
+    program: process.Program,
+    plan: ImagePlan,
+    flavour: BuildFlavour,
+    log: LineSink,
+    dockerfile_text: str,
+    *,
+    with_source: bool,
+) -> str:
+    """`dockerfile_text` built and tagged `plan.tag`, in a context laid out by
+    `write_build_context`: with the source, or with only the CA and the files prepare gets."""
+
+    async def builder(
+        program: process.Program,
+        plan: ImagePlan,
+        flavour: BuildFlavour,
+        scratch: Path,
+        log: LineSink,
+    ) -> str:
+        context = scratch / "context"
+        await stage_build_context(plan if with_source else replace(plan, files=()), context)
+        return await _build(program, plan, flavour, context, dockerfile_text, scratch, log)
+
+    return await _in_scratch(program, plan, flavour, log, builder)
 
 
 _Builder = Callable[[process.Program, ImagePlan, BuildFlavour, Path, LineSink], Awaitable[str]]

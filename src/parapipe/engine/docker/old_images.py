@@ -69,9 +69,9 @@ def images_to_remove(
     images: Sequence[ListedImage], *, keep: int, keep_ids: frozenset[str], in_use: frozenset[str]
 ) -> list[str]:
     """The references to remove from `images` (newest first): tags of the images beyond the
-    newest `keep` of each repository (pipeline images, and their source stages, which the next
-    edit's delta builds on), those in `keep_ids` first among them, and ids of the untagged ones,
-    but none that a container uses."""
+    newest `keep` of each repository (pipeline images, their source stages, which the next
+    edit's delta builds on, and their committed prepare stages), those in `keep_ids` first among
+    them, and ids of the untagged ones, but none that a container uses."""
     by_repository: dict[str, list[str]] = {}
     for image in images:
         if image.reference != UNTAGGED:

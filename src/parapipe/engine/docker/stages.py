@@ -13,9 +13,15 @@ import json
 from dataclasses import replace
 from typing import Final
 
-from parapipe.engine.build_context import CONTEXT_DELTA, setup_command
+from parapipe.engine.build_context import (
+    CONTEXT_DELTA,
+    CONTEXT_PREPARE,
+    CONTEXT_SOURCE,
+    setup_command,
+)
 from parapipe.engine.docker.argv import (
     assignments,
+    base_lines,
     cache_mount_flags,
     dockerfile_quote,
     dockerfile_text,
@@ -43,6 +49,21 @@ def source_dockerfile(plan: ImagePlan, *, cache_mounts: bool, base: str = "") ->
     stage = replace(plan, setup=(), inputs={})
     text = dockerfile_text(stage, cache_mounts=cache_mounts, base=base)
     return text + source_label(plan) + "\n"
+
+
+def unprepared_dockerfile(plan: ImagePlan) -> str:
+    """The prepare stage before its commands run (base, CA, env, workdir, the files `prepare`
+    gets), for a context holding only those files: its commands then run in a container."""
+    lines = [f"# parapipe {plan.prepare_tag} (before prepare)", *base_lines(plan)]
+    lines.append("COPY " + json.dumps([f"{CONTEXT_PREPARE}/", "./"]))
+    return "\n".join(lines) + "\n"
+
+
+def prepared_source_dockerfile(plan: ImagePlan) -> str:
+    """The source stage as a full copy on the committed prepare stage `plan.prepare_tag`."""
+    lines = [f"# parapipe {plan.source_tag}", f"FROM {plan.prepare_tag}"]
+    lines.append("COPY " + json.dumps([f"{CONTEXT_SOURCE}/", "./"]))
+    return "\n".join([*lines, source_label(plan)]) + "\n"
 
 
 def delta_dockerfile(plan: ImagePlan) -> str:

@@ -31,6 +31,7 @@ class RememberedPlan:
 
     tag: str
     source_tag: str
+    prepare_tag: str
     inputs: Mapping[str, str]
     prepare_files: tuple[str, ...]
 
@@ -82,6 +83,7 @@ class PlanMemo:
                 "plan": {
                     "tag": plan.tag,
                     "source_tag": plan.source_tag,
+                    "prepare_tag": plan.prepare_tag,
                     "inputs": dict(plan.inputs),
                     "prepare_files": list(plan.prepare_files),
                 },
@@ -97,9 +99,9 @@ class PlanMemo:
 def _plan_from(value: object) -> RememberedPlan | None:
     if not isinstance(value, dict):
         return None
-    tag, source_tag = value.get("tag"), value.get("source_tag")
+    tag, source_tag, prepare_tag = (value.get(key) for key in ("tag", "source_tag", "prepare_tag"))
     inputs, prepare_files = value.get("inputs"), value.get("prepare_files")
-    if not (isinstance(tag, str) and isinstance(source_tag, str)):
+    if not all(isinstance(part, str) for part in (tag, source_tag, prepare_tag)):
         return None
     if not isinstance(inputs, dict) or not all(
         isinstance(name, str) and isinstance(digest, str) for name, digest in inputs.items()
@@ -107,4 +109,4 @@ def _plan_from(value: object) -> RememberedPlan | None:
         return None
     if not isinstance(prepare_files, list) or not all(isinstance(p, str) for p in prepare_files):
         return None
-    return RememberedPlan(tag, source_tag, inputs, tuple(prepare_files))
+    return RememberedPlan(str(tag), str(source_tag), str(prepare_tag), inputs, tuple(prepare_files))
