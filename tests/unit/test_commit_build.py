@@ -11,7 +11,7 @@ import pytest
 
 from parapipe.engine.api import cache_volume_name
 from parapipe.engine.docker import argv as argvs
-from parapipe.engine.docker import buildkit, stages
+from parapipe.engine.docker import buildkit, dockerfile, stages
 from parapipe.engine.docker.commit_build import (
     ImageCommand,
     build_container_name,
@@ -158,7 +158,7 @@ def test_the_prepare_stage_dockerfiles() -> None:
         'COPY ["prepare/", "./"]',
     ]
     # The same lines as the one-image Dockerfile up to there, so the layer cache shares them.
-    whole = argvs.dockerfile_text(layered).splitlines()
+    whole = dockerfile.dockerfile_text(layered).splitlines()
     assert whole[1:6] == stages.unprepared_dockerfile(layered).splitlines()[1:]
     assert stages.prepared_source_dockerfile(layered).splitlines() == [
         "# parapipe parapipe-source/ci:aaaaaaaaaaaaaaaaaaaa",

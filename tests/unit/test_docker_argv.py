@@ -12,6 +12,7 @@ import pytest
 from parapipe.engine import build_context, process
 from parapipe.engine.api import StepRun, step_command
 from parapipe.engine.docker import argv as argvs
+from parapipe.engine.docker import dockerfile
 from parapipe.model import CA_BUNDLE_PATH, DockerfileBuild, ImagePlan
 from tests.helpers.steps import make_step_run
 
@@ -194,7 +195,7 @@ def plan(**overrides: object) -> ImagePlan:
 
 
 def test_dockerfile_text() -> None:
-    lines = argvs.dockerfile_text(plan()).splitlines()
+    lines = dockerfile.dockerfile_text(plan()).splitlines()
     assert lines[:7] == [
         "# parapipe parapipe/ci:0123456789abcdef0123",
         f"FROM {IMAGE_ID}",
@@ -216,7 +217,7 @@ def test_dockerfile_text() -> None:
 
 
 def test_dockerfile_text_without_ca_env_or_setup() -> None:
-    text = argvs.dockerfile_text(plan(ca_bundle=None, env={}, setup=(), labels={}))
+    text = dockerfile.dockerfile_text(plan(ca_bundle=None, env={}, setup=(), labels={}))
     assert text == (
         "# parapipe parapipe/ci:0123456789abcdef0123\n"
         f"FROM {IMAGE_ID}\n"
@@ -237,12 +238,12 @@ def test_dockerfile_text_without_ca_env_or_setup() -> None:
     ],
 )
 def test_dockerfile_quote(value: str, quoted: str) -> None:
-    assert argvs.dockerfile_quote(value) == quoted
+    assert dockerfile.dockerfile_quote(value) == quoted
 
 
 def test_dockerfile_quote_refuses_line_breaks() -> None:
     with pytest.raises(ValueError, match="line break"):
-        argvs.dockerfile_quote("one\ntwo")
+        dockerfile.dockerfile_quote("one\ntwo")
 
 
 def test_the_setup_script_announces_runs_and_marks_a_failure() -> None:
@@ -320,7 +321,7 @@ def test_dockerfile_text_puts_prepare_before_the_source_and_mounts_caches() -> N
         prepare_env={"PIP_NO_COMPILE": "1"},
         caches={"pip": "/root/.cache/pip", "odd": "/a,b"},
     )
-    lines = argvs.dockerfile_text(
+    lines = dockerfile.dockerfile_text(
         layered, cache_mounts=True, base="parapipe-base:0123"
     ).splitlines()
     assert lines[1] == "FROM parapipe-base:0123"
@@ -339,7 +340,7 @@ def test_dockerfile_text_puts_prepare_before_the_source_and_mounts_caches() -> N
     ]
     assert lines.index(runs[0]) < lines.index('COPY ["source/", "./"]') < lines.index(runs[1])
     # Without cache mounts (no BuildKit client) the stages stay, the mounts go.
-    plain = argvs.dockerfile_text(layered).splitlines()
+    plain = dockerfile.dockerfile_text(layered).splitlines()
     assert not any("--mount" in line for line in plain)
     assert plain[1] == f"FROM {IMAGE_ID}"
 

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from parapipe.engine.docker import archive
-from parapipe.engine.docker.argv import dockerfile_text
+from parapipe.engine.docker.dockerfile import dockerfile_text
 from parapipe.engine.fake import FakeEngine
 from parapipe.errors import UsageError
 from parapipe.model import LABEL_INPUTS, Pipeline

@@ -39,6 +39,7 @@ from parapipe.engine.build_context import (
 )
 from parapipe.engine.docker import argv as argvs
 from parapipe.engine.docker import images, stages
+from parapipe.engine.docker.dockerfile import assignments
 from parapipe.engine.docker.images import LEGACY
 from parapipe.errors import EngineError, ImageBuildFailed, ParapipeError
 from parapipe.model import ImagePlan
@@ -99,7 +100,7 @@ def commit_changes(command: ImageCommand, labels: Mapping[str, str]) -> list[str
     if command.cmd is not None:
         changes.append("CMD " + json.dumps(command.cmd))
     if labels:
-        changes.append("LABEL " + argvs.assignments(labels))
+        changes.append("LABEL " + assignments(labels))
     return changes
 
 

@@ -24,6 +24,7 @@ from parapipe.engine.build_context import (
 )
 from parapipe.engine.docker import argv as argvs
 from parapipe.engine.docker import buildkit, errors, stages
+from parapipe.engine.docker.dockerfile import dockerfile_text
 from parapipe.errors import EngineError, EngineUnavailable, ImageBuildFailed
 from parapipe.model import DockerfileBuild, ImagePlan
 
@@ -212,7 +213,7 @@ async def _build_whole(
     program: process.Program, plan: ImagePlan, flavour: BuildFlavour, scratch: Path, log: LineSink
 ) -> str:
     """The pipeline image in one build (engines asked for no source stage)."""
-    return await _build_from_base(program, plan, plan, flavour, scratch, log, argvs.dockerfile_text)
+    return await _build_from_base(program, plan, plan, flavour, scratch, log, dockerfile_text)
 
 
 async def _build_full_source(

@@ -19,7 +19,7 @@ from parapipe.engine.build_context import (
     CONTEXT_SOURCE,
     setup_command,
 )
-from parapipe.engine.docker.argv import (
+from parapipe.engine.docker.dockerfile import (
     assignments,
     base_lines,
     cache_mount_flags,
