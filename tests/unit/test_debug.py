@@ -249,13 +249,14 @@ class ServiceNeverReady(FakeEngine):
         raise ServiceFailed("service 'db' was not ready after 60s")
 
 
-def test_the_shell_of_a_step_with_services_gets_fresh_ones(tmp_path: Path) -> None:
+def shell_beside_db(
+    tmp_path: Path, engine: FakeEngine, said: list[str]
+) -> tuple[Pipeline, RunResult]:
+    """`SERVICE_SPEC`'s step `a` fails on `engine`, and its shell is asked for."""
     spec = tmp_path / "ci.yaml"
     spec.write_text(SERVICE_SPEC)
     pipeline = load_pipeline(spec)
-    engine = ServiceSays({"a": FakeStep(exit_code=3)})
     result = settle(pipeline, engine, secrets=SERVICE_SECRETS)
-    said: list[str] = []
     offer_shells(
         engine,
         pipeline,
@@ -264,6 +265,13 @@ def test_the_shell_of_a_step_with_services_gets_fresh_ones(tmp_path: Path) -> No
         ask=lambda prompt: "",
         say=said.append,
     )
+    return pipeline, result
+
+
+def test_the_shell_of_a_step_with_services_gets_fresh_ones(tmp_path: Path) -> None:
+    engine = ServiceSays({"a": FakeStep(exit_code=3)})
+    said: list[str] = []
+    _, result = shell_beside_db(tmp_path, engine, said)
     banner_line = "its services start afresh (db): the data the step left in them is not there"
     assert any(banner_line in line for line in said)
     [shell] = engine.shells
@@ -281,21 +289,11 @@ def test_the_shell_of_a_step_with_services_gets_fresh_ones(tmp_path: Path) -> No
 def test_a_service_never_ready_in_a_shell_is_one_line_and_the_kept_images_go(
     tmp_path: Path,
 ) -> None:
-    spec = tmp_path / "ci.yaml"
-    spec.write_text(SERVICE_SPEC)
-    pipeline = load_pipeline(spec)
     engine = ServiceNeverReady({"a": FakeStep(exit_code=3)})
-    result = settle(pipeline, engine, secrets=SERVICE_SECRETS)
     with pytest.raises(ServiceFailed) as failed:
-        offer_shells(
-            engine,
-            pipeline,
-            result,
-            secrets=lambda step: {name: SERVICE_SECRETS[name] for name in step.secrets},
-            ask=lambda prompt: "",
-            say=lambda line: None,
-        )
-    logs = result.run_dir / "a.shell.services"
+        shell_beside_db(tmp_path, engine, [])
+    [run_dir] = (tmp_path / ".parapipe" / "runs").iterdir()
+    logs = run_dir / "a.shell.services"
     assert str(failed.value) == (
         f"service 'db' was not ready after 60s: no shell opened (the services' logs: {logs})"
     )
