@@ -358,7 +358,7 @@ def test_a_service_never_ready_is_one_line_and_no_shell(project: Project, engine
     assert networks_of(engine, project) == []
 
 
-@pytest.mark.parametrize("engine", ["docker"], indirect=True)
+@pytest.mark.parametrize("engine", ["docker", "podman"], indirect=True)
 def test_ctrl_c_while_services_start_leaves_nothing(project: Project, engine: str) -> None:
     project.write_spec(NEVER_READY.format(timeout="600s"))
     child = spawn(project, engine, "shell", "test")
