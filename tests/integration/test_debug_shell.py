@@ -280,3 +280,122 @@ def test_parapipe_shell_gets_a_matrix_needs_outputs_under_each_instance(
     assert left_behind(engine, project, "shell-") == []
     whole = spawn(project, engine, "shell", "build")
     assert finished(whole) == 2
+
+
+# -- services in the shells --------------------------------------------------------------------
+
+# A key-value service in busybox alone (as in test_services.py, so it runs on Podman too): what
+# is sent to port 7000 is served back over HTTP as /data; /token shows the secret it was given.
+KV_SERVICE = """\
+image: {from: busybox:latest}
+services:
+  kv:
+    secrets: [API_TOKEN]
+    run:
+      - mkdir -p /www && touch /www/data && echo "token=$API_TOKEN" > /www/token
+      - httpd -p 8080 -h /www
+      - while true; do nc -l -p 7000 >> /www/data; done
+    ready: {run: "wget -q -O /dev/null http://127.0.0.1:8080/data", timeout: 60s, interval: 100ms}
+"""
+# Sends until the service holds something (the listener may come up after the web server that
+# readiness asks), then shows what it holds; the echo of the line cannot show `KV=<value>`.
+SEND_TO_KV = (
+    "for i in $(seq 50); do echo {value} | nc -w 1 kv 7000; d=$(wget -q -O- http://kv:8080/data);"
+    ' [ -z "$d" ] || break; sleep 0.2; done; echo "KV=$d"'
+)
+
+
+def networks_of(engine: str, project: Project) -> list[str]:
+    listed = engine_cli(
+        engine, "network", "ls", "-q", "--filter", f"label=io.parapipe.pipeline={project.name}"
+    )
+    return listed.split()
+
+
+def service_containers(engine: str, project: Project) -> list[str]:
+    listed = engine_cli(
+        engine, "ps", "-aq", "--filter", f"label=io.parapipe.pipeline={project.name}",
+        "--filter", "label=io.parapipe.service=kv",
+    )  # fmt: skip
+    return listed.split()
+
+
+@pytest.mark.parametrize("engine", ["docker", "podman"], indirect=True)
+def test_parapipe_shell_reaches_the_steps_service_by_name(project: Project, engine: str) -> None:
+    project.write_spec(KV_SERVICE + 'steps:\n  test: {services: [kv], run: ["exit 3"]}\n')
+    child = spawn(project, engine, "shell", "test")
+    child.expect(r"parapipe: service 'kv' is ready \(\d+\.\ds\)")
+    in_shell(child, SEND_TO_KV.format(value="from-the-shell"), "KV=from-the-shell")
+    # Its secret reached it on stdin, as in a run: in its environment, not in its config.
+    in_shell(child, 'echo "T=$(wget -q -O- http://kv:8080/token)"', f"T=token={TOKEN}")
+    services = service_containers(engine, project)
+    assert len(services) == 1
+    assert TOKEN not in engine_cli(engine, "inspect", *services)
+    assert len(networks_of(engine, project)) == 1
+    child.sendline("exit 4")
+    assert finished(child) == 4
+    assert left_behind(engine, project, "shell-") == []
+    assert networks_of(engine, project) == []
+    logs = project.root / ".parapipe" / "shells" / "test.services"
+    assert (logs / "kv.log").exists()
+
+
+NEVER_READY = """\
+image: {{from: busybox:latest}}
+services:
+  kv: {{run: ["echo starting; sleep 600"], ready: {{run: "false", timeout: {timeout}}}}}
+steps:
+  test: {{services: [kv], run: ["true"]}}
+"""
+
+
+@pytest.mark.parametrize("engine", ["docker", "podman"], indirect=True)
+def test_a_service_never_ready_is_one_line_and_no_shell(project: Project, engine: str) -> None:
+    project.write_spec(NEVER_READY.format(timeout="1s"))
+    child = spawn(project, engine, "shell", "test")
+    assert finished(child) == 1
+    said = [line for line in child.before.splitlines() if "kv" in line]
+    logs = project.root / ".parapipe" / "shells" / "test.services"
+    assert said == [
+        f"parapipe: service 'kv' was not ready after 1s: no shell opened (the services' logs: {logs})"
+    ], child.before
+    assert "starting" in (logs / "kv.log").read_text()
+    assert left_behind(engine, project, "shell-") == []
+    assert networks_of(engine, project) == []
+
+
+@pytest.mark.parametrize("engine", ["docker", "podman"], indirect=True)
+def test_ctrl_c_while_services_start_leaves_nothing(project: Project, engine: str) -> None:
+    project.write_spec(NEVER_READY.format(timeout="600s"))
+    child = spawn(project, engine, "shell", "test")
+    for _ in range(WAIT * 10):  # until its service runs: then parapipe waits for it to be ready
+        if service_containers(engine, project):
+            break
+        child.expect([pexpect.TIMEOUT], timeout=0.1)
+    child.sendintr()
+    assert finished(child) == 130
+    assert left_behind(engine, project, "shell-") == []
+    assert networks_of(engine, project) == []
+
+
+@pytest.mark.parametrize("engine", ["docker"], indirect=True)
+def test_run_i_opens_the_shell_beside_fresh_services(project: Project, engine: str) -> None:
+    step = SEND_TO_KV.format(value="from-the-step").replace('"', '\\"')
+    project.write_spec(
+        KV_SERVICE + f'steps:\n  test: {{services: [kv], run: ["{step}", "exit 3"]}}\n'
+    )
+    child = spawn(project, engine, "run", "-i", "--output", "plain")
+    child.expect(PROMPT)
+    assert "its services start afresh (kv): the data the step left in them is not there" in (
+        child.before
+    )
+    child.sendline("")
+    child.expect(r"parapipe: service 'kv' is ready \(\d+\.\ds\)")
+    in_shell(child, 'echo "D=[$(wget -q -O- http://kv:8080/data)]"', "D=[]")  # a fresh one
+    in_shell(child, SEND_TO_KV.format(value="from-the-shell"), "KV=from-the-shell")
+    child.sendline("exit")
+    assert finished(child) == 1
+    run_id = run_id_of(project)
+    assert left_behind(engine, project, run_id) == []
+    assert networks_of(engine, project) == []
+    assert (project.last_run() / "test.shell.services" / "kv.log").exists()

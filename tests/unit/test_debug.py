@@ -13,8 +13,9 @@ from parapipe.cli.parser import build_parser
 from parapipe.cli.requests import RunRequest, ShellRequest, request_from
 from parapipe.engine.api import ShellRun, kept_image_tag
 from parapipe.engine.docker import argv as argvs
+from parapipe.engine.docker import services
 from parapipe.engine.fake import FakeEngine, FakeStep
-from parapipe.errors import ExitCode, UsageError
+from parapipe.errors import ExitCode, ServiceFailed, UsageError
 from parapipe.model import Pipeline, RunResult
 from parapipe.reporters.base import Reporter
 from parapipe.run.debug import failed_command, offer_shells
@@ -38,8 +39,15 @@ def pipeline(tmp_path: Path) -> Pipeline:
     return load_pipeline(spec)
 
 
-def settle(pipeline: Pipeline, engine: FakeEngine, *, keep_failed: bool = True) -> RunResult:
-    options = RunOptions(keep_going=True, keep_failed=keep_failed, secrets={"TOKEN": "t0k"})
+def settle(
+    pipeline: Pipeline,
+    engine: FakeEngine,
+    *,
+    keep_failed: bool = True,
+    secrets: dict[str, str] | None = None,
+) -> RunResult:
+    given = secrets or {"TOKEN": "t0k"}
+    options = RunOptions(keep_going=True, keep_failed=keep_failed, secrets=given)
 
     async def go() -> RunResult:
         return await run_pipeline(pipeline, options, [Reporter()], engine=engine)
@@ -175,6 +183,20 @@ def test_the_shell_argv_keeps_secret_values_off_the_command_line() -> None:
         "docker", ShellRun(**{**run.__dict__, "shell": ("zsh", "-l")}), "n"
     )
     assert with_shell[-2:] == ["zsh", "-l"]
+    on_network = argvs.shell_create_argv("docker", run, "n", "net1")
+    assert on_network[on_network.index("--network") + 1] == "net1"
+    assert "--network" not in argv
+
+
+def test_a_shells_services_have_a_network_and_names_of_their_own() -> None:
+    run = ShellRun(run_id="r1", step="a", image_id="i", env={}, workdir="/src", labels={})
+    assert services.network_name(run.run_id, run.step, services.instance(run)) == (
+        "parapipe-r1-a.shell.services"
+    )
+    assert services.service_container_name("r1", "a", services.instance(run), "db") == (
+        "parapipe-r1-a.shell.svc-db"
+    )
+    assert services.step_labels(run) == {"io.parapipe.run": "r1", "io.parapipe.step": "a"}
 
 
 def test_the_command_line() -> None:
@@ -203,3 +225,81 @@ def test_i_is_refused_with_the_github_output_and_on_dagger(
     refusal = DaggerEngine().shell_refusal()
     assert refusal is not None
     assert refusal.startswith("not supported on dagger")
+
+
+SERVICE_SPEC = """\
+name: dbg
+image: {from: busybox:latest}
+services:
+  db: {run: [serve], env: {MODE: test}, secrets: [DB_PASSWORD], ready: {run: check}}
+steps:
+  a: {run: echo a, services: [db], secrets: [TOKEN]}
+"""
+SERVICE_SECRETS = {"TOKEN": "t0k", "DB_PASSWORD": "pw-secret"}
+
+
+class ServiceSays(FakeEngine):
+    """Each service of a shell writes a line with a secret in it to its log."""
+
+    async def shell(self, run: ShellRun) -> int:
+        for service in run.services:
+            service.log("password pw-secret")
+        return await super().shell(run)
+
+
+class ServiceNeverReady(FakeEngine):
+    async def shell(self, run: ShellRun) -> int:
+        self.shells.append(run)
+        raise ServiceFailed("service 'db' was not ready after 60s")
+
+
+def shell_beside_db(
+    tmp_path: Path, engine: FakeEngine, said: list[str]
+) -> tuple[Pipeline, RunResult]:
+    """`SERVICE_SPEC`'s step `a` fails on `engine`, and its shell is asked for."""
+    spec = tmp_path / "ci.yaml"
+    spec.write_text(SERVICE_SPEC)
+    pipeline = load_pipeline(spec)
+    result = settle(pipeline, engine, secrets=SERVICE_SECRETS)
+    offer_shells(
+        engine,
+        pipeline,
+        result,
+        secrets=lambda step: {name: SERVICE_SECRETS[name] for name in step.secrets},
+        ask=lambda prompt: "",
+        say=said.append,
+    )
+    return pipeline, result
+
+
+def test_the_shell_of_a_step_with_services_gets_fresh_ones(tmp_path: Path) -> None:
+    engine = ServiceSays({"a": FakeStep(exit_code=3)})
+    said: list[str] = []
+    _, result = shell_beside_db(tmp_path, engine, said)
+    banner_line = "its services start afresh (db): the data the step left in them is not there"
+    assert any(banner_line in line for line in said)
+    [shell] = engine.shells
+    [db] = shell.services
+    assert (db.name, db.commands, dict(db.env)) == ("db", ("serve",), {"MODE": "test"})
+    assert db.secrets == {"DB_PASSWORD": "pw-secret"}
+    assert result.image is not None
+    assert db.image_id == result.image.image_id  # the pipeline image: the service names none
+    assert shell.secrets == {"TOKEN": "t0k"}
+    # Its log, in the run's folder beside the run's own service logs, masks every secret.
+    log = result.run_dir / "a.shell.services" / "db.log"
+    assert log.read_text() == "password ***\n"
+
+
+def test_a_service_never_ready_in_a_shell_is_one_line_and_the_kept_images_go(
+    tmp_path: Path,
+) -> None:
+    engine = ServiceNeverReady({"a": FakeStep(exit_code=3)})
+    with pytest.raises(ServiceFailed) as failed:
+        shell_beside_db(tmp_path, engine, [])
+    [run_dir] = (tmp_path / ".parapipe" / "runs").iterdir()
+    logs = run_dir / "a.shell.services"
+    assert str(failed.value) == (
+        f"service 'db' was not ready after 60s: no shell opened (the services' logs: {logs})"
+    )
+    assert failed.value.exit_code == ExitCode.STEP_FAILED
+    assert not any(tag.startswith("parapipe-failed") for tag in engine.images)

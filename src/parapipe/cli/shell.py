@@ -8,7 +8,6 @@ import secrets
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,7 +73,8 @@ def shell_command(request: ShellRequest) -> int:
         )
     step = pipeline.steps[names[0]]
     given = parse_secret_flags(request.secret_flags, request.secret_file_flags)
-    step_secrets = resolve_secrets([step], given, os.environ).for_step(step)
+    services = [pipeline.services[name] for name in step.services]
+    step_secrets = resolve_secrets([step, *services], given, os.environ)
     brought_in = find_left_out_outputs(pipeline, [step.name])
     with tempfile.TemporaryDirectory(prefix="parapipe-shell-") as staging:
         inputs = tuple(
@@ -101,29 +101,32 @@ def _open_shell(
     request: ShellRequest,
     pipeline: Pipeline,
     step: Step,
-    step_secrets: Mapping[str, str],
+    step_secrets: Secrets,
     inputs: tuple[Path, ...],
 ) -> int:
     import anyio
 
     from parapipe.engine.registry import choose_engine
-    from parapipe.run.debug import shell_run
+    from parapipe.run.debug import open_step_shell, shell_logs
 
     async def open_shell() -> int:
         engine, _ = await choose_engine(request.engine)
         if (refusal := engine.shell_refusal()) is not None:
             raise UsageError(f"parapipe shell: {refusal}")
         image_id = await pipeline_image(engine, pipeline)
-        run = shell_run(
+        return await open_step_shell(
+            engine,
             pipeline,
             step,
             image_id,
             run_id=f"shell-{secrets.token_hex(4)}",
-            secrets=step_secrets,
+            secrets=step_secrets.for_step,
+            pipeline_image_id=image_id,
+            logs=shell_logs(pipeline, step),
+            say=lambda line: print(line, file=sys.stderr, flush=True),
             shell=request.shell,
             inputs=inputs,
         )
-        return await engine.shell(run)
 
     return anyio.run(open_shell)
 

@@ -85,6 +85,11 @@ class ShellRun:
     # In the shell container's environment only, as a step's: never on a command line.
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
     caches: tuple[CacheVolume, ...] = ()
+    # Fresh instances of the step's services, started and ready before the shell opens, on a
+    # network of the shell's own, and removed when it closes; the shell reaches each by name.
+    services: tuple[ServiceRun, ...] = ()
+    # What the user is told while they start (a line per service ready), a line at a time.
+    say: LineSink = field(default=lambda line: None, compare=False, repr=False)
 
 
 def kept_image_tag(run_id: str, step: str) -> str:

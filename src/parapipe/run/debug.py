@@ -8,21 +8,32 @@ in its kept filesystem on request, and removes every kept image at the end, howe
 
 The engine's calls run in `anyio.run` one at a time, so that between them parapipe's terminal
 and its Ctrl-C are plain Python's: `input()` and `KeyboardInterrupt`.
+
+A step with services gets fresh instances of them in its shell (`open_step_shell`): those of
+the failed run are gone by then, with whatever the step left in them.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import anyio
 
 from parapipe.engine.api import CacheVolume, Engine, ShellRun, cache_volume_name, kept_image_tag
-from parapipe.model import LABEL_PIPELINE, Pipeline, RunResult, Status, Step
+from parapipe.errors import ServiceFailed
+from parapipe.model import LABEL_PIPELINE, Pipeline, RunResult, Service, Status, Step
+from parapipe.run.secrets import Secrets
+from parapipe.run.services import StepServices
+from parapipe.run.state.run_folder import RunFolder, ignore_state_dir
 
 Ask = Callable[[str], str]  # input(): raises EOFError when the terminal is gone
 Say = Callable[[str], None]
+# The secrets of a step or of a service, by name (`Secrets.for_step`).
+StepSecrets = Callable[[Step | Service], Mapping[str, str]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +74,80 @@ def shell_run(
     )
 
 
+async def open_step_shell(
+    engine: Engine,
+    pipeline: Pipeline,
+    step: Step,
+    image_id: str,
+    *,
+    run_id: str,
+    secrets: StepSecrets,
+    pipeline_image_id: str,
+    logs: Path,
+    say: Say,
+    shell: tuple[str, ...] = (),
+    inputs: tuple[Path, ...] = (),
+) -> int:
+    """`step`'s shell (`shell_run`) beside fresh instances of its services, as a run starts
+    them: each ready first (`say` tells it), its log in `logs/<service>.log`, and all gone when
+    the shell closes. One that is never ready is `ServiceFailed`, and no shell opens.
+    `pipeline_image_id` is the image of a service that names none."""
+    run = shell_run(
+        pipeline, step, image_id, run_id=run_id, secrets=secrets(step), shell=shell, inputs=inputs
+    )
+    if not step.services:
+        return await engine.shell(run)
+    values = dict(secrets(step))  # a service's log masks the step's secrets too, as in a run
+    for name in step.services:
+        values.update(secrets(pipeline.services[name]))
+    started = StepServices(pipeline, engine, RunFolder(pipeline.state_dir, run_id), Secrets(values))
+    image_ids = await started.image_ids(step, pipeline_image_id)
+    shutil.rmtree(logs, ignore_errors=True)  # an earlier shell's: these logs are this one's
+    try:
+        with started.runs(step, image_ids, logs) as service_runs:
+            return await engine.shell(replace(run, services=service_runs, say=say))
+    except ServiceFailed as failed:
+        raise ServiceFailed(
+            f"{failed.message}: no shell opened (the services' logs: {logs})"
+        ) from None
+
+
+def shell_logs(pipeline: Pipeline, step: Step) -> Path:
+    """Where `parapipe shell STEP` keeps the logs of the step's services, the last shell's only:
+    `.parapipe/shells/<step>.services/`."""
+    ignore_state_dir(pipeline.state_dir)
+    return pipeline.state_dir / "shells" / f"{step.name}.services"
+
+
+def open_kept_shell(
+    engine: Engine,
+    pipeline: Pipeline,
+    result: RunResult,
+    kept: KeptStep,
+    *,
+    secrets: StepSecrets,
+    shell: tuple[str, ...],
+    say: Say,
+) -> int:
+    """The shell of a failed step of `result`, in its kept filesystem: its services' logs in
+    the run's folder, `<step>.shell.services/` (beside the run's own `<step>.services/`)."""
+    image = result.image.image_id if result.image is not None else None
+    opening = partial(
+        open_step_shell,
+        engine,
+        pipeline,
+        pipeline.steps[kept.name],
+        kept.image_id,
+        run_id=result.run_id,
+        secrets=secrets,
+        pipeline_image_id=image or kept.image_id,
+        logs=result.run_dir / f"{kept.name}.shell.services",
+        say=say,
+        shell=shell,
+    )
+    return anyio.run(opening)
+
+
 def cache_volumes(pipeline: Pipeline, step: Step) -> tuple[CacheVolume, ...]:
     return tuple(
         CacheVolume(
@@ -89,14 +174,23 @@ def failed_command(log_path: Path | None) -> str:
     return failed or command
 
 
-def banner(kept: KeptStep, number: int, total: int) -> list[str]:
-    """What is said before the shell of `kept` opens (or is offered)."""
+def banner(kept: KeptStep, number: int, total: int, services: Sequence[str] = ()) -> list[str]:
+    """What is said before the shell of `kept` opens (or is offered); `services`: the step's."""
     code = "unknown" if kept.exit_code is None else str(kept.exit_code)
+    fresh = (
+        [
+            f"parapipe:   its services start afresh ({', '.join(services)}): the data the step"
+            " left in them is not there"
+        ]
+        if services
+        else []
+    )
     return [
         f"parapipe: [{number}/{total}] step {kept.name!r} failed with exit {code}",
         f"parapipe:   command: {kept.command or '(see its log)'}",
         "parapipe:   the shell opens in its container as it stopped: its workdir, env, secrets,"
         " caches and its needs' outputs are in place",
+        *fresh,
         "parapipe:   leave with `exit` (or Ctrl-D)",
     ]
 
@@ -125,7 +219,7 @@ def offer_shells(
     pipeline: Pipeline,
     result: RunResult,
     *,
-    secrets: Callable[[Step], Mapping[str, str]],
+    secrets: StepSecrets,
     shell: tuple[str, ...] = (),
     keep_images: bool = False,
     ask: Ask = input,
@@ -155,13 +249,13 @@ def _offer(
     pipeline: Pipeline,
     result: RunResult,
     kept: Sequence[KeptStep],
-    secrets: Callable[[Step], Mapping[str, str]],
+    secrets: StepSecrets,
     shell: tuple[str, ...],
     ask: Ask,
     say: Say,
 ) -> None:
     for number, step in enumerate(kept, start=1):
-        for line in banner(step, number, len(kept)):
+        for line in banner(step, number, len(kept), pipeline.steps[step.name].services):
             say(line)
         try:
             answer = ask(f"Open a shell in {step.name!r}? [Y]es, [s]kip it, [q]uit to the end: ")
@@ -172,14 +266,7 @@ def _offer(
             return
         if answer.startswith(("s", "n")):
             continue
-        spec_step = pipeline.steps[step.name]
-        run = shell_run(
-            pipeline,
-            spec_step,
-            step.image_id,
-            run_id=result.run_id,
-            secrets=secrets(spec_step),
-            shell=shell,
+        code = open_kept_shell(
+            engine, pipeline, result, step, secrets=secrets, shell=shell, say=say
         )
-        code = anyio.run(engine.shell, run)
         say(f"parapipe: left the shell of {step.name!r} (exit {code})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
 from parapipe.engine.api import Engine, LineSink, ServiceRun
@@ -63,13 +64,16 @@ class StepServices:
         ]
 
     @contextmanager
-    def runs(self, step: Step, image_ids: Mapping[str, str]) -> Iterator[tuple[ServiceRun, ...]]:
-        """The services of `step` for the engine, each with its log open meanwhile."""
+    def runs(
+        self, step: Step, image_ids: Mapping[str, str], logs: Path | None = None
+    ) -> Iterator[tuple[ServiceRun, ...]]:
+        """The services of `step` for the engine, each with its log open meanwhile, in `logs`
+        (default: the run folder's `<step>.services/`)."""
         services = self.of(step)
         if not services:
             yield ()
             return
-        folder = self.folder.services_dir(step.name)
+        folder = logs or self.folder.services_dir(step.name)
         folder.mkdir(parents=True, exist_ok=True)
         with ExitStack() as files:
             runs = []

@@ -234,14 +234,19 @@ exec /bin/sh
 """
 
 
-def shell_create_argv(binary: str, run: ShellRun, name: str) -> list[str]:
+def shell_create_argv(
+    binary: str, run: ShellRun, name: str, network: str | None = None
+) -> list[str]:
     """`docker create -i -t` for an interactive shell: the step's env (as `run_argv` passes it),
-    its caches and workdir. `sh` is the entrypoint, so the kept image's command and any
-    ENTRYPOINT are not run. Its secrets are handed over once it runs (`loader.SHELL_SECRETS`,
-    on a tmpfs), so they are in neither its config nor a command line."""
+    its caches and workdir; on `network`, that of its services, when it has any. `sh` is the
+    entrypoint, so the kept image's command and any ENTRYPOINT are not run. Its secrets are
+    handed over once it runs (`loader.SHELL_SECRETS`, on a tmpfs), so they are in neither its
+    config nor a command line."""
     labels = {**run.labels, LABEL_RUN: run.run_id, LABEL_STEP: run.step}
     argv = container_argv(binary, "create", name, labels, interactive=True)
     argv.append("--tty")
+    if network is not None:
+        argv += ["--network", network]
     for variable, value in run.env.items():
         if variable not in run.secrets:
             argv += ["-e", variable if passed_through_cli_env(variable) else f"{variable}={value}"]

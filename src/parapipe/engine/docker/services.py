@@ -17,6 +17,9 @@ readiness check gets them the same way.
 The services and the network go when the step ends, however it ends (passed, failed, timed
 out, cancelled by fail-fast or Ctrl-C); what escapes that carries the run's label, for the
 final sweep (`list_run_networks_argv`).
+
+A debug shell (`ShellRun`: `run -i`, `parapipe shell`) gets fresh instances the same way, on a
+network of its own (`<step>.shell`), told to the user a line per service as each is ready.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import anyio
 from anyio.abc import ByteSendStream, TaskStatus
 
 from parapipe.engine import process
-from parapipe.engine.api import LineSink, ServiceRun, StepRun
+from parapipe.engine.api import LineSink, ServiceRun, ShellRun, StepRun
 from parapipe.engine.docker import images, loader
 from parapipe.engine.docker.argv import (
     container_argv,
@@ -49,22 +52,31 @@ CLEANUP_TIMEOUT: Final = 30.0
 LOG_TAIL: Final = 20  # lines of a failed service's log shown in the step's
 RUNNING_CHECK_INTERVAL: Final = 0.1  # for a service without `ready`: until its container runs
 
+# Whose services they are: one attempt of a step, or a debug shell in the step's setting.
+Owner = StepRun | ShellRun
+
 # -- command lines (pure) ---------------------------------------------------------------------
 
 
-def network_name(run_id: str, step: str, attempt: int) -> str:
-    """`parapipe-<run_id>-<step>.<attempt>.services`: one network per attempt of a step."""
+def network_name(run_id: str, step: str, attempt: int | str) -> str:
+    """`parapipe-<run_id>-<step>.<attempt>.services`: one network per attempt of a step (and
+    `<step>.shell.services` for its debug shell)."""
     return valid_name(f"parapipe-{run_id}-{step}.{attempt}.services")
 
 
-def service_container_name(run_id: str, step: str, attempt: int, service: str) -> str:
+def service_container_name(run_id: str, step: str, attempt: int | str, service: str) -> str:
     """`parapipe-<run_id>-<step>.<attempt>.svc-<service>`; a step's own container is
     `parapipe-<run_id>-<step>[.<attempt>]` and step names hold no dot, so the two never meet."""
     return valid_name(f"parapipe-{run_id}-{step}.{attempt}.svc-{service}")
 
 
-def step_labels(run: StepRun) -> dict[str, str]:
+def step_labels(run: Owner) -> dict[str, str]:
     return {**run.labels, LABEL_RUN: run.run_id, LABEL_STEP: run.step}
+
+
+def instance(run: Owner) -> int | str:
+    """What tells the networks of one step apart: its attempt, or `shell`."""
+    return run.attempt if isinstance(run, StepRun) else "shell"
 
 
 def network_create_argv(binary: str, name: str, labels: Mapping[str, str]) -> list[str]:
@@ -94,7 +106,7 @@ def service_cli_env(service: ServiceRun) -> dict[str, str]:
 
 def service_run_argv(
     binary: str,
-    run: StepRun,
+    run: Owner,
     service: ServiceRun,
     name: str,
     network: str,
@@ -190,14 +202,14 @@ class ServiceContainer:
 
 async def run_beside_services(
     program: process.Program,
-    run: StepRun,
+    run: Owner,
     log: LineSink,
     step: Callable[[str], Awaitable[int]],
 ) -> int:
-    """Start `run.services` on a network of the step's own, wait until each is ready, then run
-    `step(network)`; remove them all however it ends."""
+    """Start `run.services` on a network of the step's (or its shell's) own, wait until each
+    is ready, then run `step(network)`; remove them all however it ends."""
     binary = program.binary
-    network = network_name(run.run_id, run.step, run.attempt)
+    network = network_name(run.run_id, run.step, instance(run))
     created = await process.query(
         program, network_create_argv(binary, network, step_labels(run)), QUERY_TIMEOUT
     )
@@ -208,7 +220,7 @@ async def run_beside_services(
         )
     containers = [
         ServiceContainer(
-            service, service_container_name(run.run_id, run.step, run.attempt, service.name)
+            service, service_container_name(run.run_id, run.step, instance(run), service.name)
         )
         for service in run.services
     ]
@@ -221,7 +233,7 @@ async def run_beside_services(
 
 async def _run_with(
     program: process.Program,
-    run: StepRun,
+    run: Owner,
     containers: list[ServiceContainer],
     network: str,
     log: LineSink,
@@ -237,11 +249,15 @@ async def _run_with(
             started = time.monotonic()
             async with anyio.create_task_group() as checks:
                 for container in containers:
-                    checks.start_soon(_wait_ready, program, container, log)
-            log(
-                f"parapipe: {_names(containers)} ready after"
-                f" {time.monotonic() - started:.1f}s, on network {network}"
-            )
+                    if isinstance(run, ShellRun):
+                        checks.start_soon(_say_when_ready, program, container, log, started)
+                    else:
+                        checks.start_soon(_wait_ready, program, container, log)
+            if isinstance(run, StepRun):
+                log(
+                    f"parapipe: {_names(containers)} ready after"
+                    f" {time.monotonic() - started:.1f}s, on network {network}"
+                )
             code = await step(network)
         except* ServiceFailed as group:
             failure = _first(group)
@@ -256,7 +272,7 @@ async def _run_with(
 
 
 async def _start_line(
-    program: process.Program, run: StepRun, container: ServiceContainer, network: str
+    program: process.Program, run: Owner, container: ServiceContainer, network: str
 ) -> list[str]:
     """The `run` line of `container`; for a service with secrets, its loader's nonce and
     script are set on `container` too."""
@@ -338,6 +354,16 @@ async def _wait_ready(program: process.Program, container: ServiceContainer, log
         for line in container.tail:
             log(f"  {service.name} | {line}")
     raise ServiceFailed(f"service '{service.name}' {problem}")
+
+
+async def _say_when_ready(
+    program: process.Program, container: ServiceContainer, say: LineSink, started: float
+) -> None:
+    """For a shell: a line once the service is ready. The tail of the log of one that never is
+    stays in its log file, so the user reads one line (`ServiceFailed`) rather than twenty."""
+    await _wait_ready(program, container, lambda line: None)
+    name = container.service.name
+    say(f"parapipe: service '{name}' is ready ({time.monotonic() - started:.1f}s)")
 
 
 async def _check(program: process.Program, argv: list[str], script: bytes | None) -> int:

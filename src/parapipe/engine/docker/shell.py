@@ -4,6 +4,9 @@ The shell's container is `create`d with a terminal, filled with the needs' outpu
 are any, then started attached to parapipe's own terminal; it is removed however that ends.
 Its secrets reach it once it runs, through `exec -i` into a tmpfs (`loader.SHELL_SECRETS`): never
 in its config (`inspect`), a layer or on a command line, and on a remote engine too.
+
+The step's services start first, fresh, as beside a step (`services.run_beside_services`): the
+shell opens on their network once every one is ready, and they go when it closes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import anyio
 from parapipe.engine import process
 from parapipe.engine.api import ShellRun
 from parapipe.engine.docker import argv as argvs
-from parapipe.engine.docker import loader
+from parapipe.engine.docker import loader, services
 from parapipe.engine.docker.steps import StepContainers
 from parapipe.errors import EngineError
 
@@ -33,12 +36,22 @@ def shell_container_name(run: ShellRun) -> str:
 
 
 async def open_shell(steps: StepContainers, run: ShellRun) -> int:
-    """The shell's exit code, once the user left it; its container is gone by then."""
+    """The shell's exit code, once the user left it; its container (and its services, with
+    their network) are gone by then. `ServiceFailed` when a service is never ready: then no
+    shell opens."""
+    if run.services:
+        return await services.run_beside_services(
+            steps.program, run, run.say, lambda network: _open_shell(steps, run, network)
+        )
+    return await _open_shell(steps, run, None)
+
+
+async def _open_shell(steps: StepContainers, run: ShellRun, network: str | None) -> int:
     program = steps.program
     name = shell_container_name(run)
     for cache in run.caches:
         await steps.ensure_volume(cache)
-    create = argvs.shell_create_argv(program.binary, run, name)
+    create = argvs.shell_create_argv(program.binary, run, name, network)
     try:
         created = await process.capture(program, create, env=argvs.shell_cli_env(run))
         if created.code != 0:

@@ -21,6 +21,14 @@ def new_run_id() -> str:
     return f"{stamp}.{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
 
 
+def ignore_state_dir(state_dir: Path) -> None:
+    """As pytest's cache does: the state folder ignores itself, so no one commits it."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ignore = state_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# created by parapipe\n*\n")
+
+
 class RunFolder:
     def __init__(self, state_dir: Path, run_id: str) -> None:
         self.state_dir = state_dir
@@ -31,10 +39,7 @@ class RunFolder:
     def create(cls, state_dir: Path) -> RunFolder:
         folder = cls(state_dir, new_run_id())
         folder.path.mkdir(parents=True)
-        # As pytest's cache does: the state folder ignores itself, so no one commits it.
-        ignore = state_dir / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# created by parapipe\n*\n")
+        ignore_state_dir(state_dir)
         folder._prune()
         return folder
 
