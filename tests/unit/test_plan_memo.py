@@ -9,11 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from parapipe.errors import ImageBuildFailed
+from parapipe.model import ImagePlan, Pipeline
 from parapipe.run import image_plan
-from parapipe.run.image_plan import plan_image_and_source, remembered_plan
+from parapipe.run.image_plan import list_source, list_source_soon, plan_image_and_source
+from parapipe.run.image_plan import remembered_plan as remembered_with
 from tests.unit.test_image import BASE_ID, pipeline, write
 
 OLD_NS = 1_000_000_000_000_000_000  # 2001: older than any memo the test writes
+
+
+def remembered_plan(spec: Pipeline, base_id: str) -> tuple[ImagePlan | None, None]:
+    return remembered_with(spec, base_id, list_source(spec)), None
 
 
 @pytest.fixture
@@ -111,3 +118,24 @@ def test_a_remembered_plan_keeps_prepare_and_inputs(source: Path) -> None:
     assert remembered == full
     assert remembered is not None
     assert dataclasses.asdict(remembered)["prepare_files"] == ("lib/util.py",)
+
+
+def test_a_listing_started_ahead_gives_the_same_plan(source: Path) -> None:
+    spec = pipeline(source)
+    full, _ = plan_image_and_source(spec, BASE_ID)
+    ahead = list_source_soon(spec).result(timeout=30)
+    assert ahead == list_source(spec)
+    assert remembered_with(spec, BASE_ID, ahead) == full
+    assert plan_image_and_source(spec, BASE_ID, ahead)[0] == full
+
+
+def test_a_listing_that_fails_ahead_fails_when_taken(
+    source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreadable(*_: object) -> list[str]:
+        raise ImageBuildFailed("cannot read src/x for the image: Permission denied")
+
+    monkeypatch.setattr(image_plan, "select_source_files", unreadable)
+    listing = list_source_soon(pipeline(source))
+    with pytest.raises(ImageBuildFailed, match="cannot read src/x"):
+        listing.result(timeout=30)

@@ -83,6 +83,12 @@ def start_run(
     the exit code. The one place that wires the engine and the reporters to the run."""
     import anyio
 
+    from parapipe.run.image_plan import list_source_soon
+
+    # Listed while the rest of the run is imported and the engine is asked: an unchanged
+    # re-run of a large tree is mostly these two.
+    listing = list_source_soon(pipeline)
+
     from parapipe.engine.registry import choose_engine
     from parapipe.reporters.base import close_all
     from parapipe.reporters.factory import make_reporters
@@ -99,7 +105,13 @@ def start_run(
         if shells is not None and (refusal := engine.shell_refusal()) is not None:
             raise UsageError(f"-i/--interactive: {refusal}")
         return await run_pipeline(
-            pipeline, options, reporters, engine=engine, engine_reason=reason, selection=selection
+            pipeline,
+            options,
+            reporters,
+            engine=engine,
+            engine_reason=reason,
+            selection=selection,
+            listing=listing,
         )
 
     try:

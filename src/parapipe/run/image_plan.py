@@ -11,7 +11,9 @@ import os
 import re
 import ssl
 import stat
+import threading
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -76,8 +78,8 @@ def plan_image(pipeline: Pipeline, base_id: str) -> ImagePlan:
 
 @dataclass(frozen=True)
 class SourceListing:
-    """The image's files with their `lstat`, and a signature of all a plan reads: the spec's
-    image section, the base, the pipeline's name, and the stat of every file and the CA."""
+    """The image's files with their `lstat`, and a signature of all a plan reads but the base:
+    the spec's image section, the pipeline's name, and the stat of every file and the CA."""
 
     files: tuple[str, ...]
     stats: dict[str, os.stat_result]
@@ -86,7 +88,7 @@ class SourceListing:
     newest_mtime_ns: int
 
 
-def list_source(pipeline: Pipeline, base_id: str) -> SourceListing:
+def list_source(pipeline: Pipeline) -> SourceListing:
     """List and `lstat` the image's files (blocking; from a worker thread)."""
     spec = pipeline.image
     stats: dict[str, os.stat_result] = {}
@@ -107,19 +109,36 @@ def list_source(pipeline: Pipeline, base_id: str) -> SourceListing:
     newest = max((entry[2] for entry in entries), default=0)
     if ca_entry is not None:
         newest = max(newest, ca_entry[2])
-    key = signature((IMAGE_FORMAT, base_id, pipeline.name, repr(spec), ca_entry, entries))
+    key = signature((IMAGE_FORMAT, pipeline.name, repr(spec), ca_entry, entries))
     return SourceListing(files, stats, ca_bundle, key, newest)
 
 
-def remembered_plan(pipeline: Pipeline, base_id: str) -> tuple[ImagePlan | None, SourceListing]:
+def list_source_soon(pipeline: Pipeline) -> Future[SourceListing]:
+    """`list_source` in a thread of its own, started now. A run spends its first tenths of a
+    second importing its modules and asking the engine; the listing, mostly git and one `lstat`
+    per file, waits on the kernel meanwhile."""
+    listing: Future[SourceListing] = Future()
+
+    def work() -> None:
+        try:
+            listing.set_result(list_source(pipeline))
+        except BaseException as exc:  # handed to whoever takes the result
+            listing.set_exception(exc)
+
+    threading.Thread(target=work, name="parapipe-listing", daemon=True).start()
+    return listing
+
+
+def remembered_plan(pipeline: Pipeline, base_id: str, listing: SourceListing) -> ImagePlan | None:
     """The plan of the last run, when nothing it read has changed since (no file is read, only
-    stat-ed), else None; and the listing, for `plan_image_and_source`. Blocking."""
-    listing = list_source(pipeline, base_id)
+    stat-ed), else None. Blocking."""
     memo = PlanMemo(pipeline.state_dir, pipeline.name, pipeline.image.source)
-    known = memo.recall(listing.signature, listing.newest_mtime_ns)
-    if known is None:
-        return None, listing
-    return _plan(pipeline, base_id, listing, known), listing
+    known = memo.recall(_memo_key(listing, base_id), listing.newest_mtime_ns)
+    return None if known is None else _plan(pipeline, base_id, listing, known)
+
+
+def _memo_key(listing: SourceListing, base_id: str) -> str:
+    return signature((listing.signature, base_id))
 
 
 def plan_image_and_source(
@@ -134,7 +153,7 @@ def plan_image_and_source(
     """
     spec = pipeline.image  # checked when the spec was loaded (`parapipe.spec.image_checks`)
     if listing is None:
-        listing = list_source(pipeline, base_id)
+        listing = list_source(pipeline)
     files, ca_bundle = listing.files, listing.ca_bundle
     env = _image_env(spec, ca_bundle)
     labels = {LABEL_PIPELINE: pipeline.name}
@@ -177,7 +196,8 @@ def plan_image_and_source(
         inputs=inputs,
         prepare_files=prepare_files,
     )
-    PlanMemo(pipeline.state_dir, pipeline.name, spec.source).remember(listing.signature, known)
+    memo = PlanMemo(pipeline.state_dir, pipeline.name, spec.source)
+    memo.remember(_memo_key(listing, base_id), known)
     return _plan(pipeline, base_id, listing, known), SourceManifest(stage, fingerprints)
 
 

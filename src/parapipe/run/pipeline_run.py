@@ -8,6 +8,7 @@ import signal
 import time
 import traceback
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,8 +36,10 @@ from parapipe.run.events import (
     Subscriber,
 )
 from parapipe.run.image_plan import (
+    SourceListing,
     SourceManifest,
     check_prepare_files,
+    list_source,
     plan_image_and_source,
     remembered_plan,
 )
@@ -99,10 +102,12 @@ async def run_pipeline(
     engine_reason: str = "given by the caller",
     selection: RunSelection | None = None,
     control: RunControl | None = None,
+    listing: Future[SourceListing] | None = None,
 ) -> RunResult:
     """Run `pipeline` on `engine`, publishing its events to `subscribers` (and to the prewarm,
     unless `options.prewarm` is off). Usage errors are raised before `engine` is used. With a
-    `control`, its caller stops the run and owns the signals (see `run.control`)."""
+    `control`, its caller stops the run and owns the signals (see `run.control`); `listing`,
+    from `image_plan.list_source_soon`, is the image's files listed while the caller started."""
     selection = selection or select_run(pipeline, options)
     secrets = selection.secrets
     folder = RunFolder.create(pipeline.state_dir)
@@ -131,6 +136,7 @@ async def run_pipeline(
         secrets=secrets,
         brought_in=selection.brought_in,
         control=control,
+        listing=listing,
     )
     try:
         return await run.execute()
@@ -160,9 +166,11 @@ class PipelineRun:
         secrets: Secrets | None = None,
         brought_in: Mapping[str, BroughtIn] | None = None,
         control: RunControl | None = None,
+        listing: Future[SourceListing] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.control = control
+        self.listing = listing  # the image's files, listed by the caller ahead of the run
         self.brought_in = dict(brought_in or {})
         self.secrets = secrets or Secrets()
         self.names = names
@@ -352,8 +360,13 @@ class PipelineRun:
         """The image's plan, with the id of its image when the engine has it, else with what
         building it needs. An unchanged source names its image from the last run's plan and
         reads no file."""
-        remembered, listing = await anyio.to_thread.run_sync(
-            remembered_plan, self.pipeline, base_id
+        if self.listing is not None:  # started by the caller: taken once
+            listing = await anyio.to_thread.run_sync(self.listing.result)
+            self.listing = None
+        else:
+            listing = await anyio.to_thread.run_sync(list_source, self.pipeline)
+        remembered = await anyio.to_thread.run_sync(
+            remembered_plan, self.pipeline, base_id, listing
         )
         if remembered is not None:
             image_id = await self.engine.find_image(remembered.tag)
