@@ -53,7 +53,7 @@ def test_a_file_as_new_as_the_cache_is_read_again(tree: Path, tmp_path: Path) ->
     state = tmp_path / "state"
 
     def same_tick_as_the_cache() -> None:
-        # The cache's clock moved back to the file's (touching a.txt would change its ctime).
+        # The cache's clock moved back to the file's (a.txt keeps the stat the cache knows).
         os.utime(next((state / "digests").iterdir()), ns=(OLD_NS, OLD_NS))
 
     _, _, hashed = digest_twice(tree, state, same_tick_as_the_cache)
@@ -196,3 +196,13 @@ def test_the_delta_dockerfile_deletes_then_copies_and_labels_as_a_full_copy_does
     setup = stages.setup_dockerfile(stage_plan(), cache_mounts=False).splitlines()
     assert setup[1] == "FROM parapipe-source/p:abc"
     assert "make" in setup[2]
+
+
+def test_a_hard_link_made_and_removed_reads_nothing_again(tree: Path, tmp_path: Path) -> None:
+    # As the build context does: the link moves the file's ctime, not its content.
+    def link_and_unlink() -> None:
+        os.link(tree / "a.txt", tmp_path / "linked")
+        (tmp_path / "linked").unlink()
+
+    _, _, hashed = digest_twice(tree, tmp_path / "state", link_and_unlink)
+    assert hashed == 0

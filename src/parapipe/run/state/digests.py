@@ -1,12 +1,15 @@
 """The digests of the image's source files, remembered by their stat, as git's index does: an
 unchanged re-run stats every file but reads none.
 
-An entry is trusted only while the file's size, mtime, ctime and inode are what they were, and
+An entry is trusted only while the file's size, mtime and inode are what they were, and
 only when the file's mtime is older than the cache file itself ("racy git"): a file written in
 the same clock tick as the cache could change again without its mtime moving, so it is read
 again next time. The cache lives in the state folder, one file per source folder
 (`.parapipe/digests/<hash of its path>.json`), written whole and atomically; a cache that cannot
 be read is an empty one.
+
+Not the ctime, unlike git's index by default: the image's build context hard-links the source
+files, which moves their ctime on every build (what git's `core.trustctime=false` is for).
 """
 
 from __future__ import annotations
@@ -20,14 +23,14 @@ from typing import Final
 from parapipe.run.state.atomic import write_text_atomically
 
 CACHE_FOLDER: Final = "digests"
-FORMAT: Final = 1
+FORMAT: Final = 2  # 1 had the ctime too
 
-# path -> (size, mtime_ns, ctime_ns, inode, sha256 hex digest)
-Entry = tuple[int, int, int, int, str]
+# path -> (size, mtime_ns, inode, sha256 hex digest)
+Entry = tuple[int, int, int, str]
 
 
-def stat_key(status: os.stat_result) -> tuple[int, int, int, int]:
-    return (status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino)
+def stat_key(status: os.stat_result) -> tuple[int, int, int]:
+    return (status.st_size, status.st_mtime_ns, status.st_ino)
 
 
 class DigestCache:
@@ -58,17 +61,17 @@ class DigestCache:
         `status`: from the cache when it can be trusted, else read. Raises OSError."""
         key = stat_key(status)
         seen = self._new.get(path)  # the same file asked for twice in one plan
-        if seen is not None and seen[:4] == key:
-            return seen[4]
+        if seen is not None and seen[:3] == key:
+            return seen[3]
         known = self._old.get(path)
         if (
             known is not None
-            and known[:4] == key
+            and known[:3] == key
             and key[1] < self._written_ns
-            and isinstance(known[4], str)
+            and isinstance(known[3], str)
         ):
             self._new[path] = known
-            return known[4]
+            return known[3]
         with open(full, "rb") as content:
             # Read in chunks: a large file is never held in memory whole.
             digest = hashlib.file_digest(content, "sha256").hexdigest()
@@ -105,9 +108,9 @@ class DigestCache:
         if not isinstance(files, dict):
             return
         # Not checked entry by entry (a large tree has many): `digest` trusts an entry only when
-        # its four numbers equal a stat's and its digest is a string.
+        # its three numbers equal a stat's and its digest is a string.
         self._old = {
             path: tuple(entry)
             for path, entry in files.items()
-            if isinstance(entry, list) and len(entry) == 5
+            if isinstance(entry, list) and len(entry) == 4
         }

@@ -2,11 +2,12 @@
 unchanged re-run names its image without a digest per file.
 
 The signature covers the spec's image section, the base image id, and the path and stat (size,
-mtime, ctime, inode, mode) of every source file and of the CA bundle. It is trusted only when
-every one of those files is older than the memo itself, the rule `DigestCache` follows ("racy
-git"): a file written in the same clock tick as the memo could change again without its stat
-moving. One file per pipeline and source folder in `.parapipe/digests/`, written atomically; a
-memo that cannot be read is none, and the plan is made in full.
+mtime, inode, mode; not the ctime, which the build context's hard links move: see `digests`) of
+every source file and of the CA bundle. It is trusted only when every one of those files is
+older than the memo itself, the rule `DigestCache` follows ("racy git"): a file written in the
+same clock tick as the memo could change again without its stat moving. One file per pipeline
+and source folder in `.parapipe/digests/`, written atomically; a memo that cannot be read is
+none, and the plan is made in full.
 """
 
 from __future__ import annotations
@@ -36,15 +37,8 @@ class RememberedPlan:
     prepare_files: tuple[str, ...]
 
 
-def stat_entry(path: str, status: os.stat_result) -> tuple[str, int, int, int, int, int]:
-    return (
-        path,
-        status.st_size,
-        status.st_mtime_ns,
-        status.st_ctime_ns,
-        status.st_ino,
-        status.st_mode,
-    )
+def stat_entry(path: str, status: os.stat_result) -> tuple[str, int, int, int, int]:
+    return (path, status.st_size, status.st_mtime_ns, status.st_ino, status.st_mode)
 
 
 def signature(parts: object) -> str:
