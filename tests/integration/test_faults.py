@@ -92,11 +92,18 @@ def start_long_run(project: Project) -> subprocess.Popen[str]:
     raise AssertionError(f"the steps never started:\n{seen}")
 
 
-def test_sigterm_stops_the_run_removes_its_containers_and_exits_143(project: Project) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGTERM, 143), (signal.SIGHUP, 129)],  # SIGHUP: the terminal was closed
+    ids=["SIGTERM", "SIGHUP"],
+)
+def test_a_stop_signal_stops_the_run_removes_its_containers_and_exits_128_plus_it(
+    project: Project, signum: signal.Signals, code: int
+) -> None:
     process = start_long_run(project)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     output, _ = process.communicate(timeout=30)
-    assert process.returncode == 143, output
+    assert process.returncode == code, output
     assert containers_labelled(project.last_run().name) == []
     assert "interrupted" in (project.last_run() / "one.log").read_text()
     assert "later" in output  # the summary names the step that never started

@@ -34,7 +34,7 @@ exit codes:
   2    invalid spec or usage, a --junit/--report/--timeline file that cannot be written,
        or a missing secret
   3    no container engine reachable, or an internal error
-  130  interrupted (Ctrl-C); 143 for SIGTERM
+  130  interrupted (Ctrl-C); 143 for SIGTERM, 129 for SIGHUP (the terminal closed)
 """
 
 
