@@ -26,7 +26,6 @@ pytest_plugins = ("tests.helpers.isolated_engine",)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    _group_for_workers(items)
     if not any(item.get_closest_marker("docker") for item in items):
         return
     if not docker_answers():
@@ -38,18 +37,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("docker"):
             item.add_marker(pytest.mark.skip(reason=reason))
-
-
-def _group_for_workers(items: list[pytest.Item]) -> None:
-    """The groups `pytest -n N --dist loadgroup` (scripts/test) keeps in one worker: a module
-    each, so module fixtures are made once, but the conformance suite one group per engine, as
-    it is the longest module by far and its engines share nothing."""
-    for item in items:
-        group = item.nodeid.partition("::")[0]
-        callspec = getattr(item, "callspec", None)
-        if "conformance" in group and callspec is not None and "engine" in callspec.params:
-            group += f"[{callspec.params['engine']}]"
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture
