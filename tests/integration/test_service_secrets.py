@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,9 +110,7 @@ def run_inspecting_services(
         filter_ = f"label=io.parapipe.run={run_id}"
         containers = _ok(engine, "ps", "-q", "--filter", filter_).split()
         inspected = [_ok(engine, "container", "inspect", c) for c in containers]
-        for container in containers:
-            subprocess.run([engine, "exec", container, "touch", "/tmp/go"], capture_output=True)
-        output, _ = process.communicate(timeout=120)
+        output = _let_the_step_end(process, engine, filter_)
     finally:
         if process.poll() is None:
             process.kill()
@@ -119,6 +118,22 @@ def run_inspecting_services(
     assert process.returncode == 0, seen + output
     services = [i for i in inspected if "io.parapipe.service" in _labels(i)]
     return seen + output, services
+
+
+def _let_the_step_end(process: subprocess.Popen[str], engine: str, filter_: str) -> str:
+    """Create /tmp/go in every container of the run until the run ends: an `exec` that fails
+    on a busy engine is tried again rather than leaving the step waiting. The rest of its
+    output."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for container in _ok(engine, "ps", "-q", "--filter", filter_).split():
+            subprocess.run([engine, "exec", container, "touch", "/tmp/go"], capture_output=True)
+        try:
+            output, _ = process.communicate(timeout=3)
+            return output
+        except subprocess.TimeoutExpired:
+            continue
+    raise AssertionError("the run did not end within 120 s of its step being let go")
 
 
 def _labels(inspected: str) -> dict[str, str]:
