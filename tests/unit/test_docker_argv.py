@@ -358,3 +358,15 @@ def test_a_failed_prepare_command_is_named_like_a_setup_command() -> None:
         == "prepare command 2 `exit 3` failed with exit 3"
     )
     assert build_context.setup_failure(ran.stdout.splitlines()[-1]) is None
+
+
+def test_a_layer_removed_under_buildahs_cache_check_is_told_from_a_failed_build() -> None:
+    from parapipe.engine.docker import errors
+
+    raced = (
+        "Error: checking if cached image exists from a previous build: getting top layer info:"
+        " layer not known"
+    )
+    assert errors.means_storage_race(raced)
+    assert not errors.means_storage_race('Error: building at STEP "RUN make": exit status 2')
+    assert not errors.means_storage_race("Error: layer not known")  # not during the cache check

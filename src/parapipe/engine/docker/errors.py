@@ -21,6 +21,16 @@ _PERMISSION_DENIED: Final = re.compile(r"permission denied", re.IGNORECASE)
 _NO_DAEMON: Final = re.compile(r"cannot connect to the docker daemon at (\S+?)\.?(?:\s|$)", re.I)
 
 
+# Buildah, when an image it was weighing as a layer-cache candidate is removed under it by a
+# concurrent `rmi` or prune: "checking if cached image exists from a previous build: getting top
+# layer info: layer not known". Nothing was built wrong; the same build succeeds again.
+_STORAGE_RACE: Final = re.compile(r"cached image exists from a previous build.*layer not known")
+
+
+def means_storage_race(problem: str) -> bool:
+    return _STORAGE_RACE.search(problem) is not None
+
+
 def means_no_such_image(problem: str) -> bool:
     return _NO_SUCH_IMAGE.search(problem) is not None
 

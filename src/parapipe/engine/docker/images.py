@@ -289,6 +289,9 @@ async def _build(
 
     argv = argvs.build_argv(program.binary, context, plan.tag, iidfile, flavour.flags)
     code, tail = await process.stream(program, argv, watch, env=flavour.env)
+    if code != 0 and errors.means_storage_race(process.error_line(tail)):
+        log("parapipe: an image was removed under the build's cache check; building again")
+        code, tail = await process.stream(program, argv, watch, env=flavour.env)
     if code != 0:
         if (message := failed_command(plan, failed)) is not None:
             raise ImageBuildFailed(message)
